@@ -1,0 +1,122 @@
+// Argument validation shared by every op. Each check names the op, the
+// argument, what was expected and what was given. Ops run all their checks
+// before they touch any tensor, so a rejected call leaves the weights as they
+// were.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/MemoryOverlap.h>
+
+#include <string>
+
+#include "naca_math.h"
+
+namespace naca {
+
+inline void check_defined(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.defined(), "naca::", op, ": argument '", name, "' is undefined");
+}
+
+inline void check_dim(const at::Tensor& t, const char* op, const char* name, int64_t dim) {
+  TORCH_CHECK(t.dim() == dim, "naca::", op, ": argument '", name, "' expected ", dim,
+              " dimensions, got ", t.dim(), " (shape ", t.sizes(), ")");
+}
+
+inline void check_shape(const at::Tensor& t, const char* op, const char* name,
+                        at::IntArrayRef expected) {
+  TORCH_CHECK(t.sizes() == expected, "naca::", op, ": argument '", name, "' expected shape ",
+              expected, ", got ", t.sizes());
+}
+
+inline void check_same_device(const at::Tensor& t, const char* op, const char* name,
+                              const at::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK(t.device() == ref.device(), "naca::", op, ": argument '", name,
+              "' expected on device ", ref.device(), " (the device of '", ref_name, "'), got ",
+              t.device());
+}
+
+inline void check_same_dtype(const at::Tensor& t, const char* op, const char* name,
+                             const at::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "naca::", op, ": argument '", name,
+              "' expected dtype ", ref.scalar_type(), " (the dtype of '", ref_name, "'), got ",
+              t.scalar_type());
+}
+
+// float32/float64 everywhere; float16/bfloat16 on CUDA (fp32 accumulation).
+inline void check_floating(const at::Tensor& t, const char* op, const char* name) {
+  const auto st = t.scalar_type();
+  const bool ok = st == at::kFloat || st == at::kDouble ||
+                  (t.is_cuda() && (st == at::kHalf || st == at::kBFloat16));
+  TORCH_CHECK(ok, "naca::", op, ": argument '", name, "' expected dtype float32 or float64",
+              t.is_cuda() ? " (or float16/bfloat16 on CUDA)" : "", ", got ", st, " on ",
+              t.device());
+}
+
+inline void check_contiguous(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.is_contiguous(), "naca::", op, ": argument '", name,
+              "' expected a contiguous tensor, got strides ", t.strides(), " for shape ",
+              t.sizes());
+}
+
+inline void check_nonempty_batch(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.dim() >= 1 && t.size(0) > 0, "naca::", op, ": argument '", name,
+              "' expected a non-empty batch (size(0) > 0), got shape ", t.sizes());
+}
+
+// The updated tensor must neither overlap itself nor share memory with an input:
+// the kernels read the inputs while they write it.
+inline void check_writable(const at::Tensor& out, const char* op, const char* name) {
+  TORCH_CHECK(at::has_internal_overlap(out) != at::MemOverlap::Yes, "naca::", op,
+              ": argument '", name,
+              "' has internally overlapping memory (for example an expanded tensor) and "
+              "cannot be updated in place");
+}
+
+inline void check_no_alias(const at::Tensor& out, const char* out_name, const at::Tensor& in,
+                           const char* in_name, const char* op) {
+  if (!out.defined() || !in.defined()) return;
+  TORCH_CHECK(at::get_overlap_status(out, in) == at::MemOverlapStatus::No, "naca::", op,
+              ": argument '", out_name, "' shares memory with argument '", in_name,
+              "'; the updated tensor must not alias an input");
+}
+
+inline void check_finite_scalar(double v, const char* op, const char* name) {
+  TORCH_CHECK(std::isfinite(v), "naca::", op, ": argument '", name,
+              "' expected a finite number, got ", v);
+}
+
+// Class labels: int64, 1-D, every value in [0, num_classes). On CUDA the range
+// check reads two scalars back to the host (one synchronisation).
+inline void check_labels(const at::Tensor& labels, const char* op, int64_t num_classes,
+                         int64_t batch) {
+  check_defined(labels, op, "labels");
+  TORCH_CHECK(labels.scalar_type() == at::kLong, "naca::", op,
+              ": argument 'labels' expected dtype int64, got ", labels.scalar_type());
+  check_dim(labels, op, "labels", 1);
+  TORCH_CHECK(batch < 0 || labels.size(0) == batch, "naca::", op,
+              ": argument 'labels' expected shape [", batch, "] (the batch), got ",
+              labels.sizes());
+  if (labels.numel() == 0) return;
+  const auto mn = labels.min().item<int64_t>();
+  const auto mx = labels.max().item<int64_t>();
+  TORCH_CHECK(mn >= 0 && mx < num_classes, "naca::", op,
+              ": argument 'labels' expected values in [0, ", num_classes, "), got values in [",
+              mn, ", ", mx, "]");
+}
+
+inline Activation parse_activation(const std::string& name, const char* op) {
+  if (name == "identity" || name == "linear" || name == "none") return Activation::Identity;
+  if (name == "tanh") return Activation::Tanh;
+  if (name == "sigmoid") return Activation::Sigmoid;
+  if (name == "relu") return Activation::Relu;
+  TORCH_CHECK(false, "naca::", op, ": argument 'activation' expected one of 'tanh', 'sigmoid', ",
+              "'relu', 'identity', got '", name, "'");
+}
+
+inline void check_modulation_params(double lam, double theta, const char* op) {
+  check_finite_scalar(lam, op, "lam");
+  check_finite_scalar(theta, op, "theta");
+  TORCH_CHECK(lam > 0, "naca::", op, ": argument 'lam' expected > 0, got ", lam);
+}
+
+}  // namespace naca

@@ -1,0 +1,41 @@
+// CPU: the fused NACA hidden-layer delta f(NL) * act'(preact), and the
+// naca_hidden_update_ / naca_conv_update_ ops built on it.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../update_ops.h"
+
+namespace naca::cpu {
+
+at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
+                           const at::Tensor& ni, const at::Tensor& slots, Activation act,
+                           double lam, double theta) {
+  auto out = at::empty_like(preact);
+  const int64_t batch = preact.size(0);
+  const int64_t features = batch == 0 ? 0 : preact.numel() / batch;
+  const int64_t* y = labels.const_data_ptr<int64_t>();
+  const int64_t* k = slots.const_data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(preact.scalar_type(), "naca_modulated_delta_cpu", [&] {
+    const scalar_t* z = preact.const_data_ptr<scalar_t>();
+    const scalar_t* w = ni.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    const auto l = static_cast<scalar_t>(lam);
+    const auto th = static_cast<scalar_t>(theta);
+    at::parallel_for(0, batch * features, 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t b = i / features, j = i % features;
+        const scalar_t* row = w + k[y[b]] * features;
+        const scalar_t nl = neuromodulator_level(row[j], row[features + j]);
+        o[i] = naca::modulation(nl, l, th) * activation_grad(z[i], act);
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace naca::cpu
+
+TORCH_LIBRARY_IMPL(naca, CPU, m) {
+  m.impl("naca_hidden_update_", &naca::naca_hidden_update<naca::cpu::modulated_delta>);
+  m.impl("naca_conv_update_", &naca::naca_conv_update<naca::cpu::modulated_delta>);
+}

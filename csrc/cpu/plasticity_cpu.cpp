@@ -1,0 +1,27 @@
+// CPU: signal * act'(preact), and the plasticity_update_ / conv_plasticity_update_ ops.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../update_ops.h"
+
+namespace naca::cpu {
+
+at::Tensor activation_delta(const at::Tensor& preact, const at::Tensor& signal, Activation act) {
+  auto out = at::empty_like(preact);
+  AT_DISPATCH_FLOATING_TYPES(preact.scalar_type(), "naca_activation_delta_cpu", [&] {
+    const scalar_t* z = preact.const_data_ptr<scalar_t>();
+    const scalar_t* s = signal.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, preact.numel(), 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) o[i] = s[i] * activation_grad(z[i], act);
+    });
+  });
+  return out;
+}
+
+}  // namespace naca::cpu
+
+TORCH_LIBRARY_IMPL(naca, CPU, m) {
+  m.impl("plasticity_update_", &naca::plasticity_update<naca::cpu::activation_delta>);
+  m.impl("conv_plasticity_update_", &naca::conv_plasticity_update<naca::cpu::activation_delta>);
+}

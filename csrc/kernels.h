@@ -1,0 +1,32 @@
+// Elementwise kernels, one set per backend (csrc/cpu, cuda/). They read
+// contiguous inputs and return a new contiguous tensor.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "naca_math.h"
+
+namespace naca {
+
+#define NACA_DECLARE_KERNELS(ns)                                                           \
+  namespace ns {                                                                           \
+  /* signal * act'(preact), preact's shape and dtype */                                    \
+  at::Tensor activation_delta(const at::Tensor& preact, const at::Tensor& signal,          \
+                              Activation act);                                             \
+  /* f((ni[k_y] + ni[k_y + 1]) / 2) * act'(preact), preact (B, F), ni (2N, F) */           \
+  at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,           \
+                             const at::Tensor& ni, const at::Tensor& slots, Activation act, \
+                             double lam, double theta);                                    \
+  /* (ni[k_y] + ni[k_y + 1]) / 2, shape (B, F) */                                          \
+  at::Tensor neuromodulator(const at::Tensor& labels, const at::Tensor& ni,                \
+                            const at::Tensor& slots);                                      \
+  /* f(level), elementwise */                                                              \
+  at::Tensor modulation(const at::Tensor& level, double lam, double theta);                \
+  }
+
+NACA_DECLARE_KERNELS(cpu)
+NACA_DECLARE_KERNELS(cuda)
+
+#undef NACA_DECLARE_KERNELS
+
+}  // namespace naca

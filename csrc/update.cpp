@@ -1,0 +1,161 @@
+#include "update.h"
+
+#include <ATen/OpMathType.h>
+#include <ATen/core/LegacyTypeDispatch.h>
+
+#include "checks.h"
+#include "expectation.h"
+
+namespace naca {
+
+namespace {
+
+void check_bias(const char* op, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  if (!bias.has_value() || !bias->defined()) return;
+  const auto& b = *bias;
+  check_same_device(b, op, "bias", weight, "weight");
+  check_same_dtype(b, op, "bias", weight, "weight");
+  check_shape(b, op, "bias", {weight.size(0)});
+  check_contiguous(b, op, "bias");
+  check_writable(b, op, "bias");
+  check_no_alias(b, "bias", weight, "weight", op);
+}
+
+void check_input(const char* op, const at::Tensor& t, const char* name, const at::Tensor& weight) {
+  check_defined(t, op, name);
+  check_same_device(t, op, name, weight, "weight");
+  check_same_dtype(t, op, name, weight, "weight");
+}
+
+void check_outputs_not_aliased(const char* op, const at::Tensor& weight,
+                               const std::optional<at::Tensor>& bias, const at::Tensor& a,
+                               const char* a_name, const at::Tensor& b, const char* b_name) {
+  check_no_alias(weight, "weight", a, a_name, op);
+  check_no_alias(weight, "weight", b, b_name, op);
+  if (bias.has_value() && bias->defined()) {
+    check_no_alias(*bias, "bias", a, a_name, op);
+    check_no_alias(*bias, "bias", b, b_name, op);
+  }
+}
+
+// The ops are autograd-free: their in-place arithmetic runs below autograd (so a
+// weight that is a leaf requiring grad may be updated, as an optimizer does), and
+// the version counters are bumped by hand, as an in-place op's would be.
+void bump_versions(at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  weight.unsafeGetTensorImpl()->bump_version();
+  if (bias.has_value() && bias->defined()) bias->unsafeGetTensorImpl()->bump_version();
+}
+
+}  // namespace
+
+void check_linear_update(const char* op, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias, const at::Tensor& pre,
+                         const at::Tensor& preact, double lr) {
+  check_defined(weight, op, "weight");
+  check_floating(weight, op, "weight");
+  check_dim(weight, op, "weight", 2);
+  check_contiguous(weight, op, "weight");
+  check_writable(weight, op, "weight");
+  check_bias(op, weight, bias);
+  check_input(op, pre, "pre", weight);
+  check_input(op, preact, "preact", weight);
+  check_dim(pre, op, "pre", 2);
+  check_dim(preact, op, "preact", 2);
+  const int64_t batch = pre.size(0);
+  check_shape(pre, op, "pre", {batch, weight.size(1)});
+  check_shape(preact, op, "preact", {batch, weight.size(0)});
+  check_finite_scalar(lr, op, "lr");
+  check_outputs_not_aliased(op, weight, bias, pre, "pre", preact, "preact");
+}
+
+void check_conv_update(const char* op, const at::Tensor& weight,
+                       const std::optional<at::Tensor>& bias, const at::Tensor& input,
+                       const at::Tensor& preact, at::IntArrayRef stride, at::IntArrayRef padding,
+                       at::IntArrayRef dilation, int64_t groups, double lr) {
+  check_defined(weight, op, "weight");
+  check_floating(weight, op, "weight");
+  check_dim(weight, op, "weight", 4);
+  check_contiguous(weight, op, "weight");
+  check_writable(weight, op, "weight");
+  check_bias(op, weight, bias);
+  check_input(op, input, "input", weight);
+  check_input(op, preact, "preact", weight);
+  check_dim(input, op, "input", 4);
+  check_dim(preact, op, "preact", 4);
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "naca::", op,
+              ": stride, padding and dilation expected 2 values each, got ", stride, ", ",
+              padding, ", ", dilation);
+  for (int i = 0; i < 2; ++i) {
+    TORCH_CHECK(stride[i] >= 1 && dilation[i] >= 1 && padding[i] >= 0, "naca::", op,
+                ": expected stride >= 1, dilation >= 1, padding >= 0, got stride ", stride,
+                ", padding ", padding, ", dilation ", dilation);
+  }
+  TORCH_CHECK(groups >= 1 && weight.size(0) % groups == 0, "naca::", op,
+              ": argument 'groups' expected >= 1 and dividing weight.size(0)=", weight.size(0),
+              ", got ", groups);
+  const int64_t batch = input.size(0);
+  TORCH_CHECK(input.size(1) == weight.size(1) * groups, "naca::", op,
+              ": argument 'input' expected ", weight.size(1) * groups,
+              " channels (weight.size(1) * groups), got shape ", input.sizes());
+  int64_t out_hw[2];
+  for (int i = 0; i < 2; ++i) {
+    const int64_t span = dilation[i] * (weight.size(2 + i) - 1) + 1;
+    out_hw[i] = (input.size(2 + i) + 2 * padding[i] - span) / stride[i] + 1;
+    TORCH_CHECK(input.size(2 + i) + 2 * padding[i] >= span, "naca::", op,
+                ": argument 'input' of shape ", input.sizes(),
+                " is smaller than the (dilated) kernel ", weight.sizes());
+  }
+  check_shape(preact, op, "preact", {batch, weight.size(0), out_hw[0], out_hw[1]});
+  check_finite_scalar(lr, op, "lr");
+  check_outputs_not_aliased(op, weight, bias, input, "input", preact, "preact");
+}
+
+void check_like_preact(const char* op, const at::Tensor& other, const char* name,
+                       const at::Tensor& preact) {
+  check_defined(other, op, name);
+  check_same_device(other, op, name, preact, "preact");
+  check_same_dtype(other, op, name, preact, "preact");
+  check_shape(other, op, name, preact.sizes());
+}
+
+void check_naca_signal(const char* op, const at::Tensor& labels, const at::Tensor& ni,
+                       const at::Tensor& preact) {
+  const int64_t n = classes_of_ni(ni, op);
+  check_same_device(ni, op, "ni", preact, "preact");
+  check_same_dtype(ni, op, "ni", preact, "preact");
+  std::vector<int64_t> expected(preact.sizes().begin(), preact.sizes().end());
+  expected[0] = 2 * n;
+  check_shape(ni, op, "ni", expected);
+  check_same_device(labels, op, "labels", preact, "preact");
+  check_labels(labels, op, n, preact.size(0));
+  expectation_slots(n, op);  // fails clearly if the class count has colliding slots
+}
+
+void apply_linear_update(at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         const at::Tensor& pre, const at::Tensor& delta, double lr) {
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  // One GEMM: the batch sum of outer products (B x H)^T (B x I); cuBLAS/MKL
+  // accumulate in fp32 (or fp64) whatever the storage dtype.
+  weight.addmm_(delta.t(), pre, /*beta=*/1, /*alpha=*/-lr);
+  if (bias.has_value() && bias->defined()) {
+    auto db = delta.sum(0, /*keepdim=*/false, at::toOpMathType(delta.scalar_type()));
+    bias->sub_(db.mul_(lr).to(bias->scalar_type()));
+  }
+  bump_versions(weight, bias);
+}
+
+void apply_conv_update(at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                       const at::Tensor& input, const at::Tensor& delta, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                       double lr) {
+  const bool has_bias = bias.has_value() && bias->defined();
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  auto grads = at::convolution_backward(delta, input, weight, std::nullopt, stride, padding,
+                                        dilation, /*transposed=*/false, /*output_padding=*/{0, 0},
+                                        groups, {false, true, has_bias});
+  weight.sub_(std::get<1>(grads), lr);
+  if (has_bias) bias->sub_(std::get<2>(grads), lr);
+  bump_versions(weight, bias);
+}
+
+}  // namespace naca
