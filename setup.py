@@ -12,8 +12,17 @@ import os
 
 from setuptools import find_packages, setup
 
-import torch
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+# torch finds CUDA_HOME from the nvcc on PATH; a wrapper script there (as
+# /usr/local/bin/nvcc here) points it at a folder with no libcudart. Prefer the
+# standard toolkit location when it is complete.
+if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")):
+    for _home in ("/usr/local/cuda",):
+        if os.path.exists(os.path.join(_home, "bin", "nvcc")) and glob.glob(os.path.join(_home, "lib*", "libcudart.so")):
+            os.environ["CUDA_HOME"] = _home
+            break
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,6 +42,23 @@ def use_cuda() -> bool:
     return available
 
 
+def pip_cuda_includes():
+    """Headers of the CUDA libraries torch's CUDA headers include (cusparse.h, ...).
+
+    A minimal CUDA toolkit (nvcc and the runtime only) lacks them; torch's pip
+    wheels ship them under site-packages/nvidia/*/include.
+    """
+    try:
+        import nvidia  # the namespace package of the nvidia-* wheels
+    except ImportError:
+        return []
+    found = set()
+    for root in nvidia.__path__:
+        for header in glob.glob(os.path.join(root, "**", "include", "cusparse.h"), recursive=True):
+            found.add(os.path.dirname(header))
+    return sorted(found)
+
+
 def extension():
     rel = lambda pattern: sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
     sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
@@ -44,6 +70,7 @@ def extension():
         return CUDAExtension(
             "torch_plugin._C",
             sources + rel("cuda/*.cu"),
+            include_dirs=pip_cuda_includes(),
             extra_compile_args={"cxx": cxx + ["-DNACA_WITH_CUDA"], "nvcc": nvcc + ["-DNACA_WITH_CUDA"]},
         )
     return CppExtension("torch_plugin._C", sources, extra_compile_args={"cxx": cxx})

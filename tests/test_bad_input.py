@@ -1,0 +1,157 @@
+"""Bad calls get a clear error naming the argument, and leave the weights untouched."""
+import pytest
+import torch
+
+from torch_plugin import ops
+
+from conftest import CUDA
+
+
+def good():
+    g = torch.Generator().manual_seed(0)
+    return dict(
+        weight=torch.randn(5, 3, generator=g), bias=torch.randn(5, generator=g), pre=torch.randn(4, 3, generator=g),
+        preact=torch.randn(4, 5, generator=g), signal=torch.randn(4, 5, generator=g),
+        labels=torch.tensor([0, 1, 2, 1]), ni=torch.rand(6, 5, generator=g),
+    )
+
+
+def call_plasticity(a):
+    ops.plasticity_update_(a["weight"], a["bias"], a["pre"], a["preact"], a["signal"], a.get("act", "tanh"), a.get("lr", 0.1))
+
+
+def call_hidden(a):
+    ops.naca_hidden_update_(a["weight"], a["bias"], a["pre"], a["preact"], a["labels"], a["ni"],
+                            a.get("act", "tanh"), a.get("lr", 0.1), a.get("lam", 0.5), a.get("theta", 1.2))
+
+
+def mutate(name, fn):
+    return pytest.param(name, fn, id=name)
+
+
+BAD = [
+    mutate("pre", lambda a: a.update(pre=torch.randn(4, 7))),
+    mutate("pre", lambda a: a.update(pre=torch.randn(3, 3))),
+    mutate("preact", lambda a: a.update(preact=torch.randn(4, 6))),
+    mutate("pre", lambda a: a.update(pre=a["pre"].double())),
+    mutate("weight", lambda a: a.update(weight=a["weight"].int())),
+    mutate("weight", lambda a: a.update(weight=torch.randn(3, 5).t())),
+    mutate("weight", lambda a: a.update(weight=torch.randn(5, 3, 1))),
+    mutate("bias", lambda a: a.update(bias=torch.randn(4))),
+    mutate("bias", lambda a: a.update(bias=a["bias"].double())),
+    mutate("weight", lambda a: a.update(weight=torch.randn(1, 3).expand(5, 3))),
+    mutate("activation", lambda a: a.update(act="softplus")),
+    mutate("lr", lambda a: a.update(lr=float("nan"))),
+    mutate("lr", lambda a: a.update(lr=float("inf"))),
+]
+
+
+@pytest.mark.parametrize("arg,bad", BAD + [mutate("signal", lambda a: a.update(signal=torch.randn(4, 4)))])
+def test_plasticity_rejects(arg, bad):
+    a = good()
+    bad(a)
+    before = (a["weight"].clone(), a["bias"].clone())
+    with pytest.raises(RuntimeError, match=f"naca::plasticity_update_: .*'?{arg}'?"):
+        call_plasticity(a)
+    if a["weight"].dtype == before[0].dtype and a["weight"].shape == before[0].shape:
+        assert torch.equal(a["weight"], before[0])
+
+
+HIDDEN_BAD = BAD + [
+    mutate("labels", lambda a: a.update(labels=torch.tensor([0, 1, 3, 1]))),
+    mutate("labels", lambda a: a.update(labels=torch.tensor([0, -1, 2, 1]))),
+    mutate("labels", lambda a: a.update(labels=torch.tensor([0, 1, 2, 1], dtype=torch.int32))),
+    mutate("labels", lambda a: a.update(labels=torch.tensor([0, 1, 2]))),
+    mutate("ni", lambda a: a.update(ni=torch.rand(5, 5))),
+    mutate("ni", lambda a: a.update(ni=torch.rand(6, 4))),
+    mutate("ni", lambda a: a.update(ni=torch.rand(6, 5, dtype=torch.float64))),
+    mutate("lam", lambda a: a.update(lam=0.0)),
+    mutate("theta", lambda a: a.update(theta=float("nan"))),
+]
+
+
+@pytest.mark.parametrize("arg,bad", HIDDEN_BAD)
+def test_hidden_rejects_and_leaves_weights(arg, bad):
+    a = good()
+    w0, b0 = a["weight"].clone(), a["bias"].clone()
+    bad(a)
+    keep_w = a["weight"].shape == w0.shape and a["weight"].dtype == w0.dtype
+    with pytest.raises(RuntimeError, match=f"naca::naca_hidden_update_: .*{arg}"):
+        call_hidden(a)
+    if keep_w:
+        assert torch.equal(a["weight"], w0) or arg == "weight"
+    if a["bias"].shape == b0.shape and a["bias"].dtype == b0.dtype:
+        assert torch.equal(a["bias"], b0)
+
+
+def test_bias_may_be_none_but_weight_may_not():
+    a = good()
+    a["bias"] = None
+    call_plasticity(a)  # fine
+    with pytest.raises((RuntimeError, TypeError)):
+        ops.plasticity_update_(None, None, a["pre"], a["preact"], a["signal"], "tanh", 0.1)
+
+
+def test_weight_aliasing_an_input_is_rejected():
+    a = good()
+    w = torch.randn(5, 5)
+    with pytest.raises(RuntimeError, match="'weight' shares memory with argument 'pre'"):
+        ops.plasticity_update_(w, None, w[:4], torch.randn(4, 5), torch.randn(4, 5), "tanh", 0.1)
+    grad_w = torch.zeros(4, 4)
+    with pytest.raises(RuntimeError, match="'weight' shares memory with argument 'preact'"):
+        ops.plasticity_update_(grad_w, None, torch.randn(4, 4), grad_w, torch.randn(4, 4), "tanh", 0.1)
+
+
+def test_error_names_expected_and_got():
+    a = good()
+    a["pre"] = torch.randn(4, 7)
+    with pytest.raises(RuntimeError) as err:
+        call_plasticity(a)
+    msg = str(err.value)
+    assert "'pre'" in msg and "[4, 3]" in msg and "[4, 7]" in msg
+
+
+def test_neuromodulator_and_modulation_reject():
+    with pytest.raises(RuntimeError, match="naca::neuromodulator: argument 'labels' expected values in \\[0, 3\\)"):
+        ops.neuromodulator(torch.tensor([3]), torch.rand(6, 2))
+    with pytest.raises(RuntimeError, match="'ni' expected an even first dimension"):
+        ops.neuromodulator(torch.tensor([0]), torch.rand(7, 2))
+    with pytest.raises(RuntimeError, match="naca::modulation: argument 'level' expected dtype float32 or float64"):
+        ops.modulation(torch.tensor([1, 2]))
+    with pytest.raises(RuntimeError, match="'lam' expected > 0"):
+        ops.modulation(torch.rand(3), -1.0)
+
+
+def test_conv_rejects():
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    z = torch.nn.functional.conv2d(x, w)
+    w0 = w.clone()
+    with pytest.raises(RuntimeError, match="'preact' expected shape \\[2, 4, 6, 6\\]"):
+        ops.conv_plasticity_update_(w, None, x, z[:, :, :5], z[:, :, :5], activation="tanh", lr=0.1)
+    with pytest.raises(RuntimeError, match="'input' expected 3 channels"):
+        ops.conv_plasticity_update_(w, None, x[:, :2], z, z, activation="tanh", lr=0.1)
+    with pytest.raises(RuntimeError, match="'groups'"):
+        ops.conv_plasticity_update_(w, None, x, z, z, groups=3, activation="tanh", lr=0.1)
+    with pytest.raises(RuntimeError, match="stride >= 1"):
+        ops.conv_plasticity_update_(w, None, x, z, z, stride=(0, 1), activation="tanh", lr=0.1)
+    with pytest.raises(RuntimeError, match="'ni' expected shape \\[4, 4, 6, 6\\]"):
+        ops.naca_conv_update_(w, None, x, z, torch.tensor([0, 1]), torch.rand(4, 4, 6, 5), activation="tanh", lr=0.1)
+    assert torch.equal(w, w0)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a GPU")
+def test_device_mismatch_is_rejected():
+    a = good()
+    a["pre"] = a["pre"].cuda()
+    with pytest.raises(RuntimeError, match="'pre' expected on device cpu"):
+        call_plasticity(a)
+    b = {k: v.cuda() for k, v in good().items()}
+    b["labels"] = b["labels"].cpu()
+    with pytest.raises(RuntimeError, match="'labels' expected on device cuda"):
+        call_hidden(b)
+
+
+def test_half_on_cpu_is_rejected():
+    a = {k: (v.half() if v.is_floating_point() else v) for k, v in good().items()}
+    with pytest.raises(RuntimeError, match="float16/bfloat16 on CUDA|expected dtype float32 or float64"):
+        call_plasticity(a)

@@ -1,0 +1,215 @@
+"""Each NACA ANN op against the pure-PyTorch reference (torch_plugin.reference),
+on random shapes, dtypes and seeds; CPU always, CUDA when a GPU is there."""
+import pytest
+import torch
+
+from torch_plugin import ops, reference as ref
+
+from conftest import DEVICE_DTYPES, DEVICES, tol
+
+SEEDS = [0, 1, 2]
+
+
+def rand_case(seed, device, dtype, batch=None):
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(2, 12, (1,), generator=g))
+    b = batch if batch is not None else int(torch.randint(1, 40, (1,), generator=g))
+    i = int(torch.randint(1, 50, (1,), generator=g))
+    h = int(torch.randint(1, 60, (1,), generator=g))
+    mk = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
+    case = dict(
+        weight=mk(h, i) * 0.3, bias=mk(h), pre=mk(b, i), preact=mk(b, h), signal=mk(b, h),
+        labels=torch.randint(0, n, (b,), generator=g), ni=torch.rand(2 * n, h, generator=g, dtype=torch.float64),
+    )
+    return {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in case.items()}
+
+
+def as64(t):
+    return None if t is None else t.double().cpu()
+
+
+def test_expectation_matrix_n10():
+    e = ops.expectation_matrix(10)
+    assert e.shape == (10, 20) and e.dtype == torch.float32
+    k = [18, 15, 13, 11, 9, 8, 7, 5, 3, 0]
+    for c in range(10):
+        assert torch.nonzero(e[c]).flatten().tolist() == [k[c], k[c] + 1]
+        assert e[c, k[c]] == 0.5 and e[c, k[c] + 1] == 0.5
+    assert torch.equal(e, ref.expectation_matrix(10))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 7, 10, 26, 47, 100, 200])
+def test_expectation_matrix_matches_reference(n):
+    assert torch.equal(ops.expectation_matrix(n, dtype=torch.float64), ref.expectation_matrix(n, torch.float64))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_expectation_matrix_dtype_device(device):
+    e = ops.expectation_matrix(4, dtype=torch.float64, device=device)
+    assert e.dtype == torch.float64 and e.device.type == device
+
+
+@pytest.mark.parametrize("n", [1, 0, -3, 300])
+def test_expectation_matrix_rejects(n):
+    with pytest.raises(RuntimeError, match="num_classes"):
+        ops.expectation_matrix(n)
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_neuromodulator(device, dtype, seed):
+    c = rand_case(seed, device, dtype)
+    out = ops.neuromodulator(c["labels"], c["ni"])
+    assert out.shape == (c["labels"].shape[0], c["ni"].shape[1]) and out.dtype == dtype
+    expected = ref.neuromodulator(c["labels"].cpu(), as64(c["ni"]))
+    torch.testing.assert_close(as64(out), expected, rtol=tol(dtype)[0], atol=tol(dtype)[1])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_neuromodulator_conv_shape(device):
+    ni = torch.rand(6, 4, 5, 7, device=device)
+    y = torch.tensor([0, 2, 1, 1], device=device)
+    out = ops.neuromodulator(y, ni)
+    assert out.shape == (4, 4, 5, 7)
+    torch.testing.assert_close(out.cpu(), ref.neuromodulator(y.cpu(), ni.cpu()))
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+def test_modulation(device, dtype):
+    x = torch.linspace(-0.5, 1.5, 4001, dtype=torch.float64)
+    for lam, theta in [(0.5, 1.2), (0.3, 1.5), (0.7, 1.0)]:
+        out = ops.modulation(x.to(device, dtype), lam, theta)
+        expected = ref.modulation(x.to(dtype).double(), lam, theta)
+        torch.testing.assert_close(as64(out), expected, rtol=tol(dtype)[0], atol=tol(dtype)[1] * 10)
+
+
+def test_modulation_landmarks():
+    x = torch.tensor([0.0, 0.125, 0.25, 0.5, 0.75, 0.875, 1.0], dtype=torch.float64)
+    expected = torch.tensor([1.0, 1.2, 1.0, 0.0, -1.0, -1.2, -1.0], dtype=torch.float64)
+    torch.testing.assert_close(ops.modulation(x), expected)
+    # odd about lambda: f(2 lam - x) = -f(x)
+    z = torch.rand(1000, dtype=torch.float64)
+    torch.testing.assert_close(ops.modulation(1.0 - z), -ops.modulation(z))
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "identity"])
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_plasticity_update(device, dtype, activation, seed, with_bias):
+    c = rand_case(seed, device, dtype)
+    w, b = c["weight"].clone(), c["bias"].clone() if with_bias else None
+    lr = 0.05
+    ew, eb = ref.plasticity_update(as64(c["weight"]), as64(c["bias"]) if with_bias else None,
+                                   as64(c["pre"]), as64(c["preact"]), as64(c["signal"]), activation, lr)
+    v = w._version
+    ops.plasticity_update_(w, b, c["pre"], c["preact"], c["signal"], activation, lr)
+    assert w._version > v
+    rtol, atol = tol(dtype)
+    scale = max(1.0, float(c["pre"].shape[0]) ** 0.5)
+    torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * scale)
+    if with_bias:
+        torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * scale)
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("batch", [1, None])
+def test_naca_hidden_update(device, dtype, seed, batch):
+    c = rand_case(seed, device, dtype, batch)
+    w, b = c["weight"].clone(), c["bias"].clone()
+    ew, eb = ref.naca_hidden_update(as64(c["weight"]), as64(c["bias"]), as64(c["pre"]), as64(c["preact"]),
+                                    c["labels"].cpu(), as64(c["ni"]), "tanh", 0.02, 0.5, 1.2)
+    ops.naca_hidden_update_(w, b, c["pre"], c["preact"], c["labels"], c["ni"], "tanh", 0.02)
+    rtol, atol = tol(dtype)
+    torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 5)
+    torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_naca_hidden_equals_composition(device):
+    """The fused op = plasticity_update_(signal = modulation(neuromodulator(y, NI)))."""
+    c = rand_case(7, device, torch.float64)
+    w1, b1 = c["weight"].clone(), c["bias"].clone()
+    w2, b2 = c["weight"].clone(), c["bias"].clone()
+    ops.naca_hidden_update_(w1, b1, c["pre"], c["preact"], c["labels"], c["ni"], "sigmoid", 0.1, 0.4, 1.3)
+    signal = ops.modulation(ops.neuromodulator(c["labels"], c["ni"]), 0.4, 1.3)
+    ops.plasticity_update_(w2, b2, c["pre"], c["preact"], signal, "sigmoid", 0.1)
+    torch.testing.assert_close(w1, w2)
+    torch.testing.assert_close(b1, b2)
+
+
+def conv_case(seed, device, dtype):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda lo, hi: int(torch.randint(lo, hi, (1,), generator=g))
+    groups = [1, 2][r(0, 2)]
+    cin, cout = groups * r(1, 4), groups * r(1, 4)
+    k, stride, pad, dil = r(1, 4), r(1, 3), r(0, 2), r(1, 3)
+    hw = dil * (k - 1) + 1 + r(0, 6)
+    b, n = r(1, 5), r(2, 6)
+    x = torch.randn(b, cin, hw, hw + 1, generator=g, dtype=torch.float64)
+    w = torch.randn(cout, cin // groups, k, k, generator=g, dtype=torch.float64) * 0.3
+    z = torch.nn.functional.conv2d(x, w, None, stride, pad, dil, groups)
+    ni = torch.rand(2 * n, *z.shape[1:], generator=g, dtype=torch.float64)
+    y = torch.randint(0, n, (b,), generator=g)
+    cast = lambda t: t.to(device, dtype)
+    return dict(weight=cast(w), bias=cast(torch.randn(cout, generator=g, dtype=torch.float64)), input=cast(x),
+                preact=cast(z), signal=cast(torch.randn(z.shape, generator=g, dtype=torch.float64)),
+                labels=y.to(device), ni=cast(ni), geom=((stride,) * 2, (pad,) * 2, (dil,) * 2, groups))
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+@pytest.mark.parametrize("seed", range(5))
+def test_conv_plasticity_update(device, dtype, seed):
+    c = conv_case(seed, device, dtype)
+    stride, pad, dil, groups = c["geom"]
+    w, b = c["weight"].clone(), c["bias"].clone()
+    ew, eb = ref.conv_plasticity_update(as64(c["weight"]), as64(c["bias"]), as64(c["input"]), as64(c["preact"]),
+                                        as64(c["signal"]), stride, pad, dil, groups, "tanh", 0.01)
+    ops.conv_plasticity_update_(w, b, c["input"], c["preact"], c["signal"], stride, pad, dil, groups, "tanh", 0.01)
+    rtol, atol = tol(dtype)
+    torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 10)
+    torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 10)
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+@pytest.mark.parametrize("seed", range(5))
+def test_naca_conv_update(device, dtype, seed):
+    c = conv_case(seed, device, dtype)
+    stride, pad, dil, groups = c["geom"]
+    w, b = c["weight"].clone(), c["bias"].clone()
+    ew, eb = ref.naca_conv_update(as64(c["weight"]), as64(c["bias"]), as64(c["input"]), as64(c["preact"]),
+                                  c["labels"].cpu(), as64(c["ni"]), stride, pad, dil, groups, "relu", 0.01)
+    ops.naca_conv_update_(w, b, c["input"], c["preact"], c["labels"], c["ni"], stride, pad, dil, groups, "relu", 0.01)
+    rtol, atol = tol(dtype)
+    torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 10)
+    torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 10)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_updates_under_inference_mode_and_no_graph(device):
+    c = rand_case(3, device, torch.float32)
+    w = torch.nn.Parameter(c["weight"].clone())
+    ops.plasticity_update_(w, None, c["pre"], c["preact"], c["signal"], "tanh", 0.1)
+    assert w.grad_fn is None and w.is_leaf
+    with torch.inference_mode():
+        wi = c["weight"].clone()
+        ops.naca_hidden_update_(wi, None, c["pre"], c["preact"], c["labels"], c["ni"], "tanh", 0.1)
+        assert not torch.equal(wi, c["weight"])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_batch_is_a_noop(device):
+    c = rand_case(4, device, torch.float32, batch=0)
+    w, b = c["weight"].clone(), c["bias"].clone()
+    ops.plasticity_update_(w, b, c["pre"], c["preact"], c["signal"], "tanh", 0.1)
+    ops.naca_hidden_update_(w, b, c["pre"], c["preact"], c["labels"], c["ni"], "tanh", 0.1)
+    assert torch.equal(w, c["weight"]) and torch.equal(b, c["bias"])
+    assert ops.neuromodulator(c["labels"], c["ni"]).shape == (0, c["ni"].shape[1])
+
+
+def test_pseudo_gradient_accumulates_with_lr_minus_one():
+    c = rand_case(5, "cpu", torch.float64)
+    grad = torch.zeros_like(c["weight"])
+    ops.plasticity_update_(grad, None, c["pre"], c["preact"], c["signal"], "identity", -1.0)
+    torch.testing.assert_close(grad, c["signal"].t() @ c["pre"])

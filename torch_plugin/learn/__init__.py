@@ -1,0 +1,4 @@
+"""Learners that train a model with local rules instead of ``loss.backward()``."""
+from .naca import NACA
+
+__all__ = ["NACA"]

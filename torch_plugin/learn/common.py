@@ -1,0 +1,52 @@
+"""Glue shared by the learners: finding layers, applying an update either in
+place (plain SGD) or as a pseudo-gradient for any torch optimizer."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Optional
+
+import torch
+from torch import Tensor, nn
+
+
+def targets(params: Iterable[Optional[Tensor]], optimizer) -> list[Optional[Tensor]]:
+    """The tensors an op should update, and the lr sign convention for them.
+
+    Without an optimizer the op updates the parameters themselves. With one, it
+    accumulates into ``.grad`` (created as zeros when missing): the ops compute
+    ``t -= lr * update``, so the learner passes ``lr=-1`` to add the update.
+    """
+    out = []
+    for p in params:
+        if p is None or optimizer is None:
+            out.append(p)
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        out.append(p.grad)
+    return out
+
+
+@contextmanager
+def recording(layers: Iterable[nn.Module]) -> Iterator[None]:
+    """Make the layers keep (input, pre-activation) of the forward inside the block."""
+    layers = list(layers)
+    for layer in layers:
+        layer.record = True
+        layer.saved = None
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.record = False
+
+
+def check_only_these_train(model: nn.Module, trained: Iterable[nn.Module], learner: str) -> None:
+    """Fail clearly when a parameter of the model would silently never learn."""
+    owned = {id(p) for m in trained for p in m.parameters(recurse=False)}
+    stray = [name for name, p in model.named_parameters() if p.requires_grad and id(p) not in owned]
+    if stray:
+        raise ValueError(
+            f"{learner}: these trainable parameters belong to layers the learner cannot train "
+            f"(use the plugin's layers, or set requires_grad=False to freeze them): {stray}"
+        )

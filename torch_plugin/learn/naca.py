@@ -1,0 +1,115 @@
+"""The NACA learner: one forward, then purely local updates, no backward()."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import ops
+from ..nn import NACAConv2d, NACALinear, NACAOutput
+from .common import check_only_these_train, recording, targets
+
+
+class NACA:
+    """Trains a model built of NACA layers with NACA instead of ``loss.backward()``.
+
+    The model is any ``nn.Module`` whose trainable layers are ``NACALinear`` /
+    ``NACAConv2d`` (hidden, modulated by f(E[y] NI)) and one ``NACAOutput``
+    (trained by its own error sigmoid(z) - onehot(y)); parameter-free torch
+    layers (Flatten, pooling, dropout, activations) are simply run forward.
+
+    Args:
+        model: the network. Its forward must return the output layer's logits.
+        lr: learning rate of the in-place SGD step (used when ``optimizer`` is None).
+            The updates sum over the batch, as in the reference code.
+        optimizer: any torch optimizer over the model's parameters. The NACA
+            update is then written to ``.grad`` as a pseudo-gradient and
+            ``optimizer.step()`` applies it (Adam in the paper's classification code).
+        lam, theta: the modulation curve's parameters (0.5, 1.2).
+
+    ``step(x, y)`` runs the forward under ``torch.no_grad()`` and updates the
+    weights in place; it returns the logits (computed before the update).
+    """
+
+    def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: Optional[torch.optim.Optimizer] = None,
+                 lam: float = 0.5, theta: float = 1.2):
+        self.model = model
+        self.lr = float(lr)
+        self.optimizer = optimizer
+        self.lam = float(lam)
+        self.theta = float(theta)
+        self.hidden = [m for m in model.modules() if isinstance(m, (NACALinear, NACAConv2d))]
+        outputs = [m for m in model.modules() if isinstance(m, NACAOutput)]
+        if len(outputs) != 1:
+            raise ValueError(f"NACA: the model needs exactly one NACAOutput layer, found {len(outputs)}")
+        self.output = outputs[0]
+        for layer in self.hidden:
+            if layer.num_classes != self.output.num_classes:
+                raise ValueError(
+                    f"NACA: hidden layer {layer} has num_classes={layer.num_classes} but the output "
+                    f"layer has {self.output.num_classes}"
+                )
+        check_only_these_train(model, self.hidden + [self.output], "NACA")
+        self.steps = 0
+
+    @property
+    def num_classes(self) -> int:
+        return self.output.num_classes
+
+    def step(self, x: Tensor, y: Tensor) -> Tensor:
+        """One NACA training step on a batch: x (B, ...), y (B,) int64 labels."""
+        if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"NACA.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        self.model.train()
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=False)
+        lr = -1.0 if self.optimizer is not None else self.lr
+        with torch.no_grad(), recording(self.hidden + [self.output]):
+            logits = self.model(x)
+            for layer in self.hidden:
+                self._hidden_update(layer, y, lr)
+            self._output_update(y, lr)
+        if self.optimizer is not None:
+            self.optimizer.step()
+        self.steps += 1
+        return logits
+
+    def _hidden_update(self, layer, y: Tensor, lr: float) -> None:
+        if layer.saved is None:
+            raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
+        pre, z = layer.saved
+        w, b = targets([layer.weight, layer.bias], self.optimizer)
+        if isinstance(layer, NACAConv2d):
+            ops.naca_conv_update_(w, b, pre, z, y, layer.ni, layer.stride, layer.padding, layer.dilation,
+                                  layer.groups, layer.activation, lr, self.lam, self.theta)
+        else:
+            ops.naca_hidden_update_(w, b, pre, z, y, layer.ni,
+                                    layer.activation, lr, self.lam, self.theta)
+        layer.saved = None
+
+    def _output_update(self, y: Tensor, lr: float) -> None:
+        out = self.output
+        if out.saved is None:
+            raise RuntimeError("NACA: the output layer was not used in the model's forward")
+        h, z = out.saved
+        error = torch.sigmoid(z) - F.one_hot(y, out.num_classes).to(z.dtype)
+        w, b = targets([out.weight, out.bias], self.optimizer)
+        ops.plasticity_update_(w, b, h, z, error, "sigmoid" if out.sigmoid_grad else "identity", lr)
+        out.saved = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyper-parameters, step count and the optimizer's state (the model saves itself)."""
+        return {
+            "lr": self.lr, "lam": self.lam, "theta": self.theta, "steps": self.steps,
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lr, self.lam, self.theta = float(state["lr"]), float(state["lam"]), float(state["theta"])
+        self.steps = int(state["steps"])
+        if (state.get("optimizer") is None) != (self.optimizer is None):
+            raise ValueError("NACA.load_state_dict: optimizer state given without an optimizer, or vice versa")
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,86 @@
+"""Linear layers trained by NACA: a hidden layer and an output layer."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._common import activation_fn, make_ni
+
+
+class NACALinear(nn.Linear):
+    """``nn.Linear`` followed by an activation, with the fixed NI buffer NACA needs.
+
+    Drop-in for ``nn.Linear`` + activation: ``y = act(x W^T + b)``. Autograd sees an
+    ordinary layer (so the same model can be trained by backprop); the NACA
+    learner instead updates ``weight``/``bias`` from the layer's own input and
+    pre-activation with ``torch.ops.naca.naca_hidden_update_``.
+
+    Args:
+        in_features, out_features, bias: as ``nn.Linear``.
+        num_classes: N, the number of classes (NI has shape (2N, out_features)).
+        activation: 'tanh' (default), 'sigmoid', 'relu' or 'identity'.
+        ni_init: NI distribution, see ``make_ni``. seed: NI's own seed (None: global RNG).
+    Shapes: input (B, in_features) -> output (B, out_features).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        num_classes: int,
+        bias: bool = True,
+        activation: str = "tanh",
+        ni_init: str = "uniform",
+        seed: Optional[int] = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.num_classes = int(num_classes)
+        self.activation = activation
+        self._act = activation_fn(activation)
+        ni = make_ni(num_classes, (out_features,), ni_init, seed, self.weight.dtype, self.weight.device)
+        self.register_buffer("ni", ni)
+        self.record = False  # set by the learner: keep (input, pre-activation) of the last forward
+        self.saved: Optional[tuple[Tensor, Tensor]] = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = F.linear(x, self.weight, self.bias)
+        if self.record:
+            self.saved = (x.detach(), z.detach())
+        return self._act(z)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, num_classes={self.num_classes}, activation={self.activation}"
+
+
+class NACAOutput(nn.Linear):
+    """The output layer: ``nn.Linear`` that returns logits z = x W^T + b.
+
+    The NACA learner trains it from its own error e = sigmoid(z) - onehot(y)
+    (MSE on sigmoid outputs): with ``sigmoid_grad=True`` the delta is
+    e * sigmoid'(z) (the classification code), with False it is e alone (the
+    class-incremental code). Prediction is ``z.argmax(1)``; for backprop the
+    logits go to any loss (cross-entropy by default in the comparisons).
+    Shapes: input (B, in_features) -> logits (B, num_classes).
+    """
+
+    def __init__(self, in_features: int, num_classes: int, bias: bool = True,
+                 sigmoid_grad: bool = True, device=None, dtype=None):
+        super().__init__(in_features, num_classes, bias, device=device, dtype=dtype)
+        self.num_classes = int(num_classes)
+        self.sigmoid_grad = bool(sigmoid_grad)
+        self.record = False
+        self.saved: Optional[tuple[Tensor, Tensor]] = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = F.linear(x, self.weight, self.bias)
+        if self.record:
+            self.saved = (x.detach(), z.detach())
+        return z
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, sigmoid_grad={self.sigmoid_grad}"
