@@ -12,4 +12,10 @@ from . import ops  # noqa: F401  (fake kernels)
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", "__version__"]
+
+def built_with_cuda() -> bool:
+    """Whether the CUDA kernels were compiled into this build."""
+    return torch._C._dispatch_has_kernel_for_dispatch_key("naca::modulation", "CUDA")
+
+
+__all__ = ["ops", "built_with_cuda", "__version__"]

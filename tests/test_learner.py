@@ -1,0 +1,148 @@
+"""The NACA learner end to end: layers, in-place SGD and optimizer paths, state, errors."""
+import pytest
+import torch
+from torch import nn
+
+from torch_plugin import models, reference as ref
+from torch_plugin.learn import NACA
+from torch_plugin.nn import NACAConv2d, NACALinear, NACAOutput, make_ni
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.data / 16.0, dtype=torch.float32)
+    y = torch.tensor(d.target, dtype=torch.long)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    return x[perm[:1400]], y[perm[:1400]], x[perm[1400:]], y[perm[1400:]]
+
+
+def train(learner, model, xtr, ytr, epochs, bs=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        p = torch.randperm(len(xtr), generator=g)
+        for i in range(0, len(p), bs):
+            learner.step(xtr[p[i:i + bs]], ytr[p[i:i + bs]])
+
+
+def accuracy(model, x, y):
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def test_naca_mlp_learns_digits():
+    """MLP 64-100-10, NACA with in-place SGD (lr 0.03, batch 32): measured 94.7 % test
+    accuracy after 5 epochs (seed 0); chance is 10 %. Threshold leaves a margin."""
+    xtr, ytr, xte, yte = digits()
+    torch.manual_seed(0)
+    model = models.mlp(64, [100], 10, seed=0)
+    learner = NACA(model, lr=0.03)
+    train(learner, model, xtr, ytr, epochs=5)
+    acc = accuracy(model, xte, yte)
+    assert acc > 0.90, acc
+
+
+def test_naca_with_adam_pseudo_gradient_learns():
+    xtr, ytr, xte, yte = digits()
+    torch.manual_seed(0)
+    model = models.mlp(64, [100], 10, seed=0)
+    learner = NACA(model, optimizer=torch.optim.Adam(model.parameters(), lr=3e-3))
+    train(learner, model, xtr, ytr, epochs=3)
+    assert accuracy(model, xte, yte) > 0.6
+
+
+def test_step_matches_reference_equations():
+    """One learner step = the reference NACA update of every layer from one forward."""
+    torch.manual_seed(1)
+    model = models.mlp(6, [5, 4], 3, seed=3).double()
+    x, y = torch.rand(7, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0, 1])
+    h1, h2, out = model[1], model[2], model[3]
+    w1, b1 = h1.weight.detach().clone(), h1.bias.detach().clone()
+    w2, b2 = h2.weight.detach().clone(), h2.bias.detach().clone()
+    wo, bo = out.weight.detach().clone(), out.bias.detach().clone()
+    z1 = x @ w1.t() + b1
+    a1 = torch.tanh(z1)
+    z2 = a1 @ w2.t() + b2
+    a2 = torch.tanh(z2)
+    zo = a2 @ wo.t() + bo
+    e1 = ref.naca_hidden_update(w1, b1, x, z1, y, h1.ni, "tanh", 0.1)
+    e2 = ref.naca_hidden_update(w2, b2, a1, z2, y, h2.ni, "tanh", 0.1)
+    err = torch.sigmoid(zo) - torch.nn.functional.one_hot(y, 3).double()
+    eo = ref.plasticity_update(wo, bo, a2, zo, err, "sigmoid", 0.1)
+    logits = NACA(model, lr=0.1).step(x, y)
+    torch.testing.assert_close(logits, zo)
+    for layer, (ew, eb) in [(h1, e1), (h2, e2), (out, eo)]:
+        torch.testing.assert_close(layer.weight.detach(), ew)
+        torch.testing.assert_close(layer.bias.detach(), eb)
+
+
+def test_optimizer_path_gives_the_pseudo_gradient():
+    torch.manual_seed(2)
+    model = models.mlp(6, [5], 3, seed=0).double()
+    x, y = torch.rand(4, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    NACA(model, optimizer=opt).step(x, y)
+    # torch.optim.SGD on the pseudo-gradient = the in-place step with the same lr.
+    torch.manual_seed(2)
+    model3 = models.mlp(6, [5], 3, seed=0).double()
+    NACA(model3, lr=0.05).step(x, y)
+    torch.testing.assert_close(model[1].weight, model3[1].weight)
+    torch.testing.assert_close(model[2].weight, model3[2].weight)
+
+
+def test_conv_net_step_updates_every_layer():
+    torch.manual_seed(0)
+    model = models.conv_net((1, 8, 8), 4, channels=(3, 5), hidden=7, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    NACA(model, lr=0.01).step(torch.rand(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 1]))
+    for b, p in zip(before, model.parameters()):
+        assert not torch.equal(b, p)
+
+
+def test_state_dict_round_trip():
+    model = models.mlp(4, [3], 2, seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    learner = NACA(model, optimizer=opt)
+    learner.step(torch.rand(3, 4), torch.tensor([0, 1, 1]))
+    state = learner.state_dict()
+    other = NACA(model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    other.load_state_dict(state)
+    assert other.steps == 1 and other.optimizer.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
+
+
+def test_ni_is_seeded_and_in_unit_interval():
+    for init in ("uniform", "normal", "beta", "zeros"):
+        a, b = make_ni(10, (30,), init, seed=5), make_ni(10, (30,), init, seed=5)
+        assert torch.equal(a, b) and a.shape == (20, 30)
+        assert a.min() >= 0 and a.max() <= 1
+    assert not torch.equal(make_ni(10, (30,), seed=5), make_ni(10, (30,), seed=6))
+    with pytest.raises(ValueError, match="ni_init"):
+        make_ni(3, (2,), "cauchy")
+
+
+def test_learner_errors_are_clear():
+    with pytest.raises(ValueError, match="exactly one NACAOutput"):
+        NACA(nn.Sequential(NACALinear(3, 4, 2)))
+    with pytest.raises(ValueError, match="cannot train"):
+        NACA(nn.Sequential(nn.Linear(3, 3), NACALinear(3, 4, 2), NACAOutput(4, 2)))
+    with pytest.raises(ValueError, match="num_classes"):
+        NACA(nn.Sequential(NACALinear(3, 4, 3), NACAOutput(4, 2)))
+    learner = NACA(nn.Sequential(NACALinear(3, 4, 2), NACAOutput(4, 2)))
+    with pytest.raises(ValueError, match="int64"):
+        learner.step(torch.rand(2, 3), torch.tensor([0.0, 1.0]))
+    with pytest.raises(RuntimeError, match="labels"):
+        learner.step(torch.rand(2, 3), torch.tensor([0, 5]))
+
+
+def test_frozen_plain_layers_are_allowed():
+    frozen = nn.Linear(3, 3).requires_grad_(False)
+    NACA(nn.Sequential(frozen, NACALinear(3, 4, 2), NACAOutput(4, 2)), lr=0.1).step(
+        torch.rand(2, 3), torch.tensor([0, 1]))
+
+
+def test_layers_train_by_backprop_too():
+    model = models.mlp(4, [3], 2, seed=0)
+    loss = nn.functional.cross_entropy(model(torch.rand(5, 4)), torch.tensor([0, 1, 0, 1, 1]))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
