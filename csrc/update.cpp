@@ -46,21 +46,30 @@ void bump_versions(at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   if (bias.has_value() && bias->defined()) bias->unsafeGetTensorImpl()->bump_version();
 }
 
+// The checks every update op shares: a writable float weight of `dim`
+// dimensions, its optional bias, and the layer input and pre-activation on the
+// weight's device and dtype, with `dim` dimensions each.
+void check_weight_and_inputs(const char* op, const at::Tensor& weight,
+                             const std::optional<at::Tensor>& bias, const at::Tensor& input,
+                             const char* input_name, const at::Tensor& preact, int64_t dim) {
+  check_defined(weight, op, "weight");
+  check_floating(weight, op, "weight");
+  check_dim(weight, op, "weight", dim);
+  check_contiguous(weight, op, "weight");
+  check_writable(weight, op, "weight");
+  check_bias(op, weight, bias);
+  check_input(op, input, input_name, weight);
+  check_input(op, preact, "preact", weight);
+  check_dim(input, op, input_name, dim);
+  check_dim(preact, op, "preact", dim);
+}
+
 }  // namespace
 
 void check_linear_update(const char* op, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias, const at::Tensor& pre,
                          const at::Tensor& preact, double lr) {
-  check_defined(weight, op, "weight");
-  check_floating(weight, op, "weight");
-  check_dim(weight, op, "weight", 2);
-  check_contiguous(weight, op, "weight");
-  check_writable(weight, op, "weight");
-  check_bias(op, weight, bias);
-  check_input(op, pre, "pre", weight);
-  check_input(op, preact, "preact", weight);
-  check_dim(pre, op, "pre", 2);
-  check_dim(preact, op, "preact", 2);
+  check_weight_and_inputs(op, weight, bias, pre, "pre", preact, 2);
   const int64_t batch = pre.size(0);
   check_shape(pre, op, "pre", {batch, weight.size(1)});
   check_shape(preact, op, "preact", {batch, weight.size(0)});
@@ -72,16 +81,7 @@ void check_conv_update(const char* op, const at::Tensor& weight,
                        const std::optional<at::Tensor>& bias, const at::Tensor& input,
                        const at::Tensor& preact, at::IntArrayRef stride, at::IntArrayRef padding,
                        at::IntArrayRef dilation, int64_t groups, double lr) {
-  check_defined(weight, op, "weight");
-  check_floating(weight, op, "weight");
-  check_dim(weight, op, "weight", 4);
-  check_contiguous(weight, op, "weight");
-  check_writable(weight, op, "weight");
-  check_bias(op, weight, bias);
-  check_input(op, input, "input", weight);
-  check_input(op, preact, "preact", weight);
-  check_dim(input, op, "input", 4);
-  check_dim(preact, op, "preact", 4);
+  check_weight_and_inputs(op, weight, bias, input, "input", preact, 4);
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, "naca::", op,
               ": stride, padding and dilation expected 2 values each, got ", stride, ", ",
               padding, ", ", dilation);

@@ -20,18 +20,42 @@ using ActivationDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, A
 using ModulatedDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                         const at::Tensor&, Activation, double, double);
 
+// The signal's checks and the delta signal * act'(preact); undefined for an
+// empty batch (nothing to learn, by design).
+template <ActivationDeltaFn delta_fn>
+at::Tensor signal_delta(const char* op, const at::Tensor& weight, const at::Tensor& preact,
+                        const at::Tensor& signal, const std::string& activation) {
+  check_like_preact(op, signal, "signal", preact);
+  check_no_alias(weight, "weight", signal, "signal", op);
+  const auto act = parse_activation(activation, op);
+  if (preact.size(0) == 0) return at::Tensor();
+  return delta_fn(preact.contiguous(), signal.contiguous(), act);
+}
+
 template <ActivationDeltaFn delta_fn>
 void plasticity_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
                        const at::Tensor& pre, const at::Tensor& preact, const at::Tensor& signal,
                        std::string activation, double lr) {
   const char* op = "plasticity_update_";
   check_linear_update(op, weight, bias, pre, preact, lr);
-  check_like_preact(op, signal, "signal", preact);
-  check_no_alias(weight, "weight", signal, "signal", op);
+  const auto delta = signal_delta<delta_fn>(op, weight, preact, signal, activation);
+  if (delta.defined()) apply_linear_update(weight, bias, pre, delta, lr);
+}
+
+// The NACA signal's checks and its fused delta f(E[labels] NI) * act'(preact);
+// undefined for an empty batch (nothing to learn, by design).
+template <ModulatedDeltaFn delta_fn>
+at::Tensor naca_delta(const char* op, const at::Tensor& weight, const at::Tensor& preact,
+                      const at::Tensor& labels, const at::Tensor& ni, const std::string& activation,
+                      double lam, double theta) {
+  check_modulation_params(lam, theta, op);
+  check_naca_signal(op, labels, ni, preact);
+  check_no_alias(weight, "weight", ni, "ni", op);
   const auto act = parse_activation(activation, op);
-  if (pre.size(0) == 0) return;  // empty batch: nothing to learn, by design
-  const auto delta = delta_fn(preact.contiguous(), signal.contiguous(), act);
-  apply_linear_update(weight, bias, pre, delta, lr);
+  if (preact.size(0) == 0) return at::Tensor();
+  const auto slots = expectation_slots_tensor(ni.size(0) / 2, ni.device(), op);
+  return delta_fn(preact.contiguous(), labels.contiguous(), ni.contiguous(), slots, act, lam,
+                  theta);
 }
 
 template <ModulatedDeltaFn delta_fn>
@@ -41,15 +65,8 @@ void naca_hidden_update(at::Tensor weight, const std::optional<at::Tensor>& bias
                         double theta) {
   const char* op = "naca_hidden_update_";
   check_linear_update(op, weight, bias, pre, preact, lr);
-  check_modulation_params(lam, theta, op);
-  check_naca_signal(op, labels, ni, preact);
-  check_no_alias(weight, "weight", ni, "ni", op);
-  const auto act = parse_activation(activation, op);
-  if (pre.size(0) == 0) return;
-  const auto slots = expectation_slots_tensor(ni.size(0) / 2, ni.device(), op);
-  const auto delta = delta_fn(preact.contiguous(), labels.contiguous(), ni.contiguous(), slots,
-                              act, lam, theta);
-  apply_linear_update(weight, bias, pre, delta, lr);
+  const auto delta = naca_delta<delta_fn>(op, weight, preact, labels, ni, activation, lam, theta);
+  if (delta.defined()) apply_linear_update(weight, bias, pre, delta, lr);
 }
 
 template <ActivationDeltaFn delta_fn>
@@ -60,12 +77,10 @@ void conv_plasticity_update(at::Tensor weight, const std::optional<at::Tensor>& 
                             std::string activation, double lr) {
   const char* op = "conv_plasticity_update_";
   check_conv_update(op, weight, bias, input, preact, stride, padding, dilation, groups, lr);
-  check_like_preact(op, signal, "signal", preact);
-  check_no_alias(weight, "weight", signal, "signal", op);
-  const auto act = parse_activation(activation, op);
-  if (input.size(0) == 0) return;
-  const auto delta = delta_fn(preact.contiguous(), signal.contiguous(), act);
-  apply_conv_update(weight, bias, input, delta, stride, padding, dilation, groups, lr);
+  const auto delta = signal_delta<delta_fn>(op, weight, preact, signal, activation);
+  if (delta.defined()) {
+    apply_conv_update(weight, bias, input, delta, stride, padding, dilation, groups, lr);
+  }
 }
 
 template <ModulatedDeltaFn delta_fn>
@@ -76,16 +91,10 @@ void naca_conv_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
                       double lam, double theta) {
   const char* op = "naca_conv_update_";
   check_conv_update(op, weight, bias, input, preact, stride, padding, dilation, groups, lr);
-  check_modulation_params(lam, theta, op);
-  check_naca_signal(op, labels, ni, preact);
-  check_no_alias(weight, "weight", ni, "ni", op);
-  const auto act = parse_activation(activation, op);
-  if (input.size(0) == 0) return;
-  const auto slots = expectation_slots_tensor(ni.size(0) / 2, ni.device(), op);
-  const auto delta = delta_fn(preact.contiguous(), labels.contiguous(), ni.contiguous(), slots,
-                              act, lam, theta);
-  apply_conv_update(weight, bias, input.contiguous(), delta, stride, padding, dilation, groups,
-                    lr);
+  const auto delta = naca_delta<delta_fn>(op, weight, preact, labels, ni, activation, lam, theta);
+  if (delta.defined()) {
+    apply_conv_update(weight, bias, input, delta, stride, padding, dilation, groups, lr);
+  }
 }
 
 // The read-only ops: validation here, the gather/curve in the backend kernel.
