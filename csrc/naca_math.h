@@ -70,4 +70,48 @@ NACA_HD T neuromodulator_level(T ni_at_k, T ni_at_k1) {
   return (ni_at_k + ni_at_k1) / T(2);
 }
 
+// ---- Spiking networks (ALGORITHMS.md 1.5 and 2.2) ----
+
+// One LIF step: V_t = decay * V_{t-1} * (1 - s_{t-1}) + I_t (hard reset) or
+// V_t = decay * (V_{t-1} - threshold * s_{t-1}) + I_t (soft reset).
+template <typename T>
+NACA_HD T lif_voltage(T v_prev, T s_prev, T current, T decay, T threshold, bool soft_reset) {
+  const T kept = soft_reset ? v_prev - threshold * s_prev : v_prev * (T(1) - s_prev);
+  return decay * kept + current;
+}
+
+// The spike of a membrane potential: 1 when V > threshold (strict).
+template <typename T>
+NACA_HD T lif_spike(T v, T threshold) {
+  return v > threshold ? T(1) : T(0);
+}
+
+// NACA-SNN simplified-STDP eligibility e_t = 1[V_t > threshold - lens] - s_{t-1}.
+template <typename T>
+NACA_HD T snn_eligibility(T v, T s_prev, T threshold, T lens) {
+  return (v > threshold - lens ? T(1) : T(0)) - s_prev;
+}
+
+// An exponential spike trace: x_t = decay * x_{t-1} + s_t (decay = exp(-dt / tau)).
+template <typename T>
+NACA_HD T trace_step(T trace_prev, T spike, T decay) {
+  return decay * trace_prev + spike;
+}
+
+// Weight bounds of STDP.
+enum class Bound : int { None = 0, Hard = 1, Soft = 2 };
+
+// One STDP weight step from the summed potentiation ltp = sum post * pre_trace and
+// depression ltd = sum post_trace * pre:
+// w + lr * (a_plus * ltp * g+(w) - a_minus * ltd * g-(w)); soft bounds scale by
+// g+ = w_max - w, g- = w - w_min, hard bounds clamp to [w_min, w_max].
+template <typename T>
+NACA_HD T stdp_weight(T w, T ltp, T ltd, T a_plus, T a_minus, T lr, T w_min, T w_max, Bound bound) {
+  const T gp = bound == Bound::Soft ? w_max - w : T(1);
+  const T gm = bound == Bound::Soft ? w - w_min : T(1);
+  T out = w + lr * (a_plus * ltp * gp - a_minus * ltd * gm);
+  if (bound == Bound::Hard) out = out < w_min ? w_min : (out > w_max ? w_max : out);
+  return out;
+}
+
 }  // namespace naca

@@ -29,4 +29,24 @@ TORCH_LIBRARY(naca, m) {
       "naca_conv_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor input, Tensor preact, "
       "Tensor labels, Tensor ni, int[2] stride, int[2] padding, int[2] dilation, int groups, "
       "str activation, float lr, float lam=0.5, float theta=1.2) -> ()");
+  // Spiking networks (ALGORITHMS.md 1.5, 2.2). current (T, B, N) -> spikes, voltages (T, B, N):
+  // V_t = decay V_{t-1} (1 - s_{t-1}) + I_t (hard) or decay (V_{t-1} - threshold s_{t-1}) + I_t (soft).
+  m.def(
+      "lif_forward(Tensor current, float decay=0.2, float threshold=0.5, str reset=\"hard\", "
+      "Tensor? v_init=None, Tensor? s_init=None) -> (Tensor spikes, Tensor voltages)");
+  // weight -= lr * sum_{t,b} (signal * (1[V_t > threshold - lens] - s_{t-1}))^T pre_t (all t, or t = T-1).
+  m.def(
+      "naca_snn_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor pre_spikes, Tensor voltages, "
+      "Tensor spikes, Tensor signal, float threshold=0.5, float lens=0.5, float lr=1e-3, "
+      "bool all_steps=True) -> ()");
+  // Pair-based STDP with exponential traces and an optional third factor (scalar, (H) or (B, H)).
+  m.def(
+      "stdp_update_(Tensor(a!) weight, Tensor pre_spikes, Tensor post_spikes, float tau_pre=20., "
+      "float tau_post=20., float a_plus=0.01, float a_minus=0.012, float w_min=0., float w_max=1., "
+      "str bound=\"hard\", Tensor? modulator=None, float lr=1., float dt=1.) -> ()");
+  // SBP (ALGORITHMS.md 2.1) on w_in (H, I) and w_out (O, H), both (post, pre): lateral spread of the
+  // local changes dw_*, self-backpropagated spread onto w_in (on `mask`, lambda_p), w += alpha * dW_final.
+  m.def(
+      "sbp_update_(Tensor(a!) w_in, Tensor(b!) w_out, Tensor dw_in, Tensor dw_out, Tensor? mask=None, "
+      "float fraction=0.2, float alpha_in=0.1, float alpha_out=0.05) -> ()");
 }

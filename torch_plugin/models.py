@@ -41,3 +41,53 @@ def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] 
                           seed=None if seed is None else seed + len(channels)),
                NACAOutput(hidden, num_classes)]
     return nn.Sequential(*layers)
+
+
+def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: Optional[int] = None,
+                decay: float = 0.2, threshold: float = 0.5, lens: float = 0.5, surrogate: bool = True,
+                slope: float = 5.0, init_gain: float = 1.0, ni_init: str = "uniform") -> nn.Sequential:
+    """A spiking MLP: BernoulliEncoder(T) -> NACASpikingLinear x len(hidden) -> output NACASpikingLinear -> SpikeRate.
+
+    forward(x): x (B, ...) intensities in [0, 1] (flattened to in_features) ->
+    output firing rates (B, num_classes) in [0, 1], usable as logits (argmax).
+    hidden: an int or a sequence of ints. The same model trains with
+    ``learn.NACA`` (naca_snn_update_), ``learn.SBP`` (one hidden layer) or
+    backprop through time with surrogate spike gradients (``surrogate=True``,
+    the default: gradients flow whenever autograd needs them; e.g. MSE between
+    the rates and onehot(y), or cross-entropy on the rates).
+    With a seed, the encoder draws its spikes from seed and hidden layer i its NI
+    from seed + i (weights follow torch's RNG). init_gain scales the default
+    nn.Linear weight init. LIF: decay 0.2, threshold 0.5, hard reset.
+    """
+    from .nn import BernoulliEncoder, NACASpikingLinear, SpikeRate
+
+    sizes = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
+    layers: list[nn.Module] = [BernoulliEncoder(T, seed)]
+    width = in_features
+    kw = dict(decay=decay, threshold=threshold, lens=lens, surrogate=surrogate, slope=slope, ni_init=ni_init)
+    for i, h in enumerate(sizes):
+        layers.append(NACASpikingLinear(width, h, num_classes, seed=None if seed is None else seed + i, **kw))
+        width = h
+    layers.append(NACASpikingLinear(width, num_classes, num_classes, is_output=True,
+                                    seed=None if seed is None else seed + len(sizes), **kw))
+    if init_gain != 1.0:
+        for m in layers:
+            if isinstance(m, NACASpikingLinear):
+                m.weight.data.mul_(init_gain)
+    layers.append(SpikeRate())
+    return nn.Sequential(*layers)
+
+
+def sbp_snn(in_features: int, hidden: int, num_classes: int, T: int = 20, seed: Optional[int] = None,
+            **kwargs) -> nn.Sequential:
+    """The three-layer SNN of the SBP paper (input - hidden - output): ``spiking_mlp`` with one hidden layer."""
+    return spiking_mlp(in_features, [hidden], num_classes, T=T, seed=seed, **kwargs)
+
+
+def sbp_ann(in_features: int, hidden: int, num_classes: int, activation: str = "sigmoid",
+            seed: Optional[int] = None) -> nn.Sequential:
+    """The two-layer ANN for ``learn.SBP``: Flatten -> NACALinear(sigmoid) -> NACAOutput (logits).
+
+    SBP reads the output as sigmoid(logits); prediction is logits.argmax(1).
+    """
+    return mlp(in_features, [hidden], num_classes, activation=activation, seed=seed)

@@ -22,6 +22,10 @@ __all__ = [
     "conv_plasticity_update_",
     "naca_conv_update_",
     "ACTIVATIONS",
+    "lif_forward",
+    "naca_snn_update_",
+    "stdp_update_",
+    "sbp_update_",
 ]
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
@@ -169,4 +173,124 @@ def _no_output(*args, **kwargs):
 
 
 for _name in ("plasticity_update_", "naca_hidden_update_", "conv_plasticity_update_", "naca_conv_update_"):
+    torch.library.register_fake(f"naca::{_name}")(_no_output)
+
+
+# ---------------------------------------------------------------------------
+# Spiking networks and SBP (ALGORITHMS.md 1.5, 2). T time steps, B batch,
+# I presynaptic and H postsynaptic neurons.
+# ---------------------------------------------------------------------------
+
+def lif_forward(
+    current: Tensor,
+    decay: float = 0.2,
+    threshold: float = 0.5,
+    reset: str = "hard",
+    v_init: Optional[Tensor] = None,
+    s_init: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """Multi-step LIF over a whole sequence; returns (spikes, voltages), each (T, B, N).
+
+    current: (T, B, N) input current I_t. With V_{-1} = v_init, s_{-1} = s_init
+    (each (B, N), zeros when None):
+    V_t = decay * V_{t-1} * (1 - s_{t-1}) + I_t  (reset='hard'), or
+    V_t = decay * (V_{t-1} - threshold * s_{t-1}) + I_t  (reset='soft');
+    s_t = 1[V_t > threshold]. Voltages are after integration, before reset.
+    One kernel launch for all T steps on CUDA. No autograd (see
+    ``torch_plugin.nn.LIF`` for the surrogate-gradient path).
+    """
+    return torch.ops.naca.lif_forward(current, float(decay), float(threshold), reset, v_init, s_init)
+
+
+def naca_snn_update_(
+    weight: Tensor,
+    bias: Optional[Tensor],
+    pre_spikes: Tensor,
+    voltages: Tensor,
+    spikes: Tensor,
+    signal: Tensor,
+    threshold: float = 0.5,
+    lens: float = 0.5,
+    lr: float = 1e-3,
+    all_steps: bool = True,
+) -> None:
+    """NACA-SNN update: weight -= lr * sum_{b,t} (signal_b * e_{t,b})^T x_{t,b}; bias likewise.
+
+    e_t = 1[V_t > threshold - lens] - s_{t-1} (s_{-1} = 0), the simplified STDP
+    eligibility. weight: (H, I), bias: (H,) or None, pre_spikes x: (T, B, I),
+    voltages V and spikes s: (T, B, H) of this layer (from ``lif_forward``),
+    signal: (B, H), f(NL) for a hidden layer or the rate error r - onehot(y) for
+    the output layer. all_steps=True sums over every t; False uses t = T-1 only
+    (the authors' code). Pass ``.grad`` buffers and lr=-1 for a pseudo-gradient.
+    """
+    torch.ops.naca.naca_snn_update_(
+        weight, bias, pre_spikes, voltages, spikes, signal, float(threshold), float(lens),
+        float(lr), bool(all_steps),
+    )
+
+
+def stdp_update_(
+    weight: Tensor,
+    pre_spikes: Tensor,
+    post_spikes: Tensor,
+    tau_pre: float = 20.0,
+    tau_post: float = 20.0,
+    a_plus: float = 0.01,
+    a_minus: float = 0.012,
+    w_min: float = 0.0,
+    w_max: float = 1.0,
+    bound: str = "hard",
+    modulator: Optional[Tensor] = None,
+    lr: float = 1.0,
+    dt: float = 1.0,
+) -> None:
+    """Pair-based STDP with exponential traces, optionally reward/neuromodulated (in place).
+
+    weight: (H, I) (post, pre); pre_spikes: (T, B, I); post_spikes: (T, B, H).
+    Traces (including the current step's spike): x_t = e^{-dt/tau_pre} x_{t-1} + pre_t,
+    y_t = e^{-dt/tau_post} y_{t-1} + post_t. With m the modulator (None: 1; a
+    scalar reward, a per-neuron (H,) or per-sample (B, H) third factor):
+    LTP = sum_{t,b} (m post_t)^T x_t, LTD = sum_{t,b} (m y_t)^T pre_t,
+    w += lr * (a_plus * LTP * g+ - a_minus * LTD * g-), with bound 'none' (g = 1),
+    'hard' (g = 1, then clamp to [w_min, w_max]) or 'soft' (g+ = w_max - w,
+    g- = w - w_min). A pre spike dt_ms before a post spike adds
+    lr a_plus e^{-dt_ms/tau_pre}; after it, subtracts lr a_minus e^{-dt_ms/tau_post}.
+    """
+    torch.ops.naca.stdp_update_(
+        weight, pre_spikes, post_spikes, float(tau_pre), float(tau_post), float(a_plus),
+        float(a_minus), float(w_min), float(w_max), bound, modulator, float(lr), float(dt),
+    )
+
+
+def sbp_update_(
+    w_in: Tensor,
+    w_out: Tensor,
+    dw_in: Tensor,
+    dw_out: Tensor,
+    mask: Optional[Tensor] = None,
+    fraction: float = 0.2,
+    alpha_in: float = 0.1,
+    alpha_out: float = 0.05,
+) -> None:
+    """SBP (ALGORITHMS.md 2.1): w_in += alpha_in * dW_in_final, w_out += alpha_out * dW_out_final.
+
+    Orientation: (post, pre) like nn.Linear, i.e. the transpose of the (pre, post)
+    matrices of ALGORITHMS.md. w_in, dw_in: (H, I); w_out, dw_out: (O, H); dw_*
+    are the local changes (sign: to be added). mask: (H, I) bool/0-1 (lambda_p:
+    which input synapses of each hidden unit receive the self-backpropagated
+    spread; None = all, the authors' code). fraction: f = lambda_f. fraction=0
+    gives w += alpha * dw (the local rule).
+    """
+    torch.ops.naca.sbp_update_(
+        w_in, w_out, dw_in, dw_out, mask, float(fraction), float(alpha_in), float(alpha_out)
+    )
+
+
+@torch.library.register_fake("naca::lif_forward")
+def _lif_forward_fake(current, decay=0.2, threshold=0.5, reset="hard", v_init=None, s_init=None):
+    torch._check(current.dim() == 3, lambda: "naca::lif_forward: 'current' must be (T, B, N)")
+    return torch.empty_like(current), torch.empty_like(current)
+
+
+for _name in ("naca_snn_update_", "stdp_update_", "sbp_update_"):
     torch.library.register_fake(f"naca::{_name}")(_no_output)

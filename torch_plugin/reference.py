@@ -108,3 +108,87 @@ def naca_conv_update(
     return conv_plasticity_update(
         weight, bias, input, preact, signal, stride, padding, dilation, groups, activation, lr
     )
+
+
+# ---------------------------------------------------------------------------
+# Spiking networks and SBP (ALGORITHMS.md 1.5 and 2), step by step.
+# ---------------------------------------------------------------------------
+
+def lif_forward(current: Tensor, decay: float = 0.2, threshold: float = 0.5, reset: str = "hard",
+                v_init: Optional[Tensor] = None, s_init: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """A Python loop over t of V_t = decay V_{t-1}(1 - s_{t-1}) + I_t (or soft reset), s_t = 1[V_t > th]."""
+    v = torch.zeros_like(current[0]) if v_init is None else v_init.clone()
+    s = torch.zeros_like(current[0]) if s_init is None else s_init.clone()
+    vs, ss = [], []
+    for i_t in current:
+        kept = v - threshold * s if reset == "soft" else v * (1 - s)
+        v = decay * kept + i_t
+        s = (v > threshold).to(current.dtype)
+        vs.append(v)
+        ss.append(s)
+    return torch.stack(ss), torch.stack(vs)
+
+
+def naca_snn_update(weight, bias, pre_spikes, voltages, spikes, signal, threshold=0.5, lens=0.5,
+                    lr=1e-3, all_steps=True):
+    """New (weight, bias): W - lr sum_t sum_b outer(signal_b e_{t,b}, x_{t,b}), e_t = 1[V_t > th - lens] - s_{t-1}."""
+    steps = pre_spikes.shape[0]
+    dw = torch.zeros_like(weight)
+    db = None if bias is None else torch.zeros_like(bias)
+    for t in (range(steps) if all_steps else [steps - 1]):
+        s_prev = spikes[t - 1] if t > 0 else torch.zeros_like(spikes[0])
+        e = (voltages[t] > threshold - lens).to(weight.dtype) - s_prev
+        delta = signal * e
+        dw += torch.einsum("bh,bi->hi", delta, pre_spikes[t])
+        if db is not None:
+            db += delta.sum(0)
+    return weight - lr * dw, None if bias is None else bias - lr * db
+
+
+def stdp_update(weight, pre_spikes, post_spikes, tau_pre=20.0, tau_post=20.0, a_plus=0.01,
+                a_minus=0.012, w_min=0.0, w_max=1.0, bound="hard", modulator=None, lr=1.0, dt=1.0):
+    """Traces stepped in a loop; LTP at post spikes (pre trace), LTD at pre spikes (post trace)."""
+    steps, b, _ = pre_spikes.shape
+    h = post_spikes.shape[2]
+    m = torch.ones(b, h, dtype=weight.dtype) if modulator is None else modulator.expand(b, h)
+    x = torch.zeros_like(pre_spikes[0])
+    y = torch.zeros_like(post_spikes[0])
+    ltp = torch.zeros_like(weight)
+    ltd = torch.zeros_like(weight)
+    for t in range(steps):
+        x = math.exp(-dt / tau_pre) * x + pre_spikes[t]
+        y = math.exp(-dt / tau_post) * y + post_spikes[t]
+        ltp += torch.einsum("bh,bi->hi", m * post_spikes[t], x)
+        ltd += torch.einsum("bh,bi->hi", m * y, pre_spikes[t])
+    gp = (w_max - weight) if bound == "soft" else 1.0
+    gm = (weight - w_min) if bound == "soft" else 1.0
+    w = weight + lr * (a_plus * ltp * gp - a_minus * ltd * gm)
+    return w.clamp(w_min, w_max) if bound == "hard" else w
+
+
+def _norm(v: Tensor) -> Tensor:
+    s = v.sum()
+    return v / s if s != 0 else v
+
+
+def sbp_update(w_in, w_out, dw_in, dw_out, mask=None, fraction=0.2, alpha_in=0.1, alpha_out=0.05):
+    """New (w_in, w_out). Written in ALGORITHMS.md's (pre, post) orientation on the transposes."""
+    f = fraction
+
+    def lateral(dw):  # dw: (pre, post)
+        p, d = dw.clamp(min=0), dw.clamp(max=0)
+        a = 1 + f * _norm(p.sum(1))
+        b = 1 + f * _norm(d.sum(1).abs())
+        c = 1 + 0.5 * f * _norm(d.sum(0).abs())
+        return p, d, torch.diag(a) @ p, torch.diag(b) @ d, d @ torch.diag(c)
+
+    p, d, p_pre, d_pre, d_post = lateral(dw_out.t())
+    out_final = p_pre + (d_pre + d_post) / 2
+    gp = f * _norm(p_pre.sum(1))  # spread per hidden unit j
+    gm = f * _norm(d_pre.sum(1))
+    pi, di, pi_pre, di_pre, di_post = lateral(dw_in.t())  # (I, H)
+    m = torch.ones_like(pi) if mask is None else mask.t().to(pi.dtype)
+    p_bp = pi * (1 + m * gp.unsqueeze(0))
+    d_bp = di * (1 + m * gm.unsqueeze(0))
+    in_final = (pi_pre + p_bp) / 2 + (di_pre + di_post + d_bp) / 3
+    return w_in + alpha_in * in_final.t(), w_out + alpha_out * out_final.t()

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from ..nn import NACAConv2d, NACALinear, NACAOutput
+from ..nn import NACAConv2d, NACALinear, NACAOutput, NACASpikingLinear
 from .common import check_only_these_train, recording, targets
 
 
@@ -31,15 +31,29 @@ class NACA:
 
     ``step(x, y)`` runs the forward under ``torch.no_grad()`` and updates the
     weights in place; it returns the logits (computed before the update).
+
+    Spiking models (ALGORITHMS.md 1.5): when the trainable layers are
+    ``NACASpikingLinear`` (e.g. ``models.spiking_mlp``), the hidden ones learn
+    with ``ops.naca_snn_update_`` modulated by f(E[y] NI), and the one with
+    ``is_output=True`` by its rate error mean_t(s_t) - onehot(y); the model's
+    forward returns the output firing rates, which ``step`` returns.
+    ``all_steps`` sums the eligibility over every time step (default) or uses
+    t = T only (the authors' code).
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: Optional[torch.optim.Optimizer] = None,
-                 lam: float = 0.5, theta: float = 1.2):
+                 lam: float = 0.5, theta: float = 1.2, all_steps: bool = True):
         self.model = model
         self.lr = float(lr)
         self.optimizer = optimizer
         self.lam = float(lam)
         self.theta = float(theta)
+        self.all_steps = bool(all_steps)
+        spiking = [m for m in model.modules() if isinstance(m, NACASpikingLinear)]
+        if spiking:
+            self._init_spiking(model, spiking)
+            return
+        self.spiking = False
         self.hidden = [m for m in model.modules() if isinstance(m, (NACALinear, NACAConv2d))]
         outputs = [m for m in model.modules() if isinstance(m, NACAOutput)]
         if len(outputs) != 1:
@@ -53,6 +67,31 @@ class NACA:
                 )
         check_only_these_train(model, self.hidden + [self.output], "NACA")
         self.steps = 0
+
+    def _init_spiking(self, model: nn.Module, layers: list) -> None:
+        self.spiking = True
+        outputs = [m for m in layers if m.is_output]
+        if len(outputs) != 1:
+            raise ValueError(f"NACA: a spiking model needs exactly one NACASpikingLinear with is_output=True, "
+                             f"found {len(outputs)}")
+        if any(isinstance(m, (NACALinear, NACAConv2d, NACAOutput)) for m in model.modules()):
+            raise ValueError("NACA: a model mixing spiking and non-spiking NACA layers is not supported")
+        self.output = outputs[0]
+        self.hidden = [m for m in layers if not m.is_output]
+        for layer in self.hidden:
+            if layer.num_classes != self.output.num_classes:
+                raise ValueError(f"NACA: hidden layer {layer} has num_classes={layer.num_classes} but the output "
+                                 f"layer has {self.output.num_classes}")
+        check_only_these_train(model, layers, "NACA")
+        self.steps = 0
+
+    def _spiking_update(self, layer, signal: Tensor, lr: float) -> None:
+        if layer.saved is None:
+            raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
+        pre, volts, spikes = layer.saved
+        w, b = targets([layer.weight, layer.bias], self.optimizer)
+        ops.naca_snn_update_(w, b, pre, volts, spikes, signal, layer.threshold, layer.lens, lr, self.all_steps)
+        layer.saved = None
 
     @property
     def num_classes(self) -> int:
@@ -68,9 +107,18 @@ class NACA:
         lr = -1.0 if self.optimizer is not None else self.lr
         with torch.no_grad(), recording(self.hidden + [self.output]):
             logits = self.model(x)
-            for layer in self.hidden:
-                self._hidden_update(layer, y, lr)
-            self._output_update(y, lr)
+            if self.spiking:
+                for layer in self.hidden:
+                    signal = ops.modulation(ops.neuromodulator(y, layer.ni), self.lam, self.theta)
+                    self._spiking_update(layer, signal, lr)
+                spikes = self.output.saved[2] if self.output.saved is not None else None
+                if spikes is not None:
+                    spikes = spikes.mean(0) - F.one_hot(y, self.output.num_classes).to(spikes.dtype)
+                self._spiking_update(self.output, spikes, lr)
+            else:
+                for layer in self.hidden:
+                    self._hidden_update(layer, y, lr)
+                self._output_update(y, lr)
         if self.optimizer is not None:
             self.optimizer.step()
         self.steps += 1
@@ -102,13 +150,14 @@ class NACA:
     def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters, step count and the optimizer's state (the model saves itself)."""
         return {
-            "lr": self.lr, "lam": self.lam, "theta": self.theta, "steps": self.steps,
+            "lr": self.lr, "lam": self.lam, "theta": self.theta, "steps": self.steps, "all_steps": self.all_steps,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lr, self.lam, self.theta = float(state["lr"]), float(state["lam"]), float(state["theta"])
         self.steps = int(state["steps"])
+        self.all_steps = bool(state.get("all_steps", self.all_steps))
         if (state.get("optimizer") is None) != (self.optimizer is None):
             raise ValueError("NACA.load_state_dict: optimizer state given without an optimizer, or vice versa")
         if self.optimizer is not None:

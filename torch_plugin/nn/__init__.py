@@ -2,5 +2,9 @@
 from ._common import make_ni
 from .conv import NACAConv2d
 from .linear import NACALinear, NACAOutput
+from .spiking import (LIF, BernoulliEncoder, NACASpikingLinear, SpikeRate, STPSynapse, homeostatic_relax,
+                      stp_forward, surrogate_spike)
 
-__all__ = ["NACALinear", "NACAOutput", "NACAConv2d", "make_ni"]
+__all__ = ["NACALinear", "NACAOutput", "NACAConv2d", "make_ni",
+           "LIF", "NACASpikingLinear", "BernoulliEncoder", "SpikeRate", "STPSynapse",
+           "stp_forward", "homeostatic_relax", "surrogate_spike"]

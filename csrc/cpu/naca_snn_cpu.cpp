@@ -1,0 +1,35 @@
+// CPU: the NACA-SNN eligibility delta and the naca_snn_update_ op.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../snn_ops.h"
+
+namespace naca::cpu {
+
+at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes, const at::Tensor& signal,
+                     int64_t t0, double threshold, double lens) {
+  const int64_t steps = voltages.size(0), bh = voltages.size(1) * voltages.size(2);
+  auto out = at::empty({steps - t0, voltages.size(1), voltages.size(2)}, voltages.options());
+  AT_DISPATCH_FLOATING_TYPES(voltages.scalar_type(), "naca_snn_delta_cpu", [&] {
+    const scalar_t* v = voltages.const_data_ptr<scalar_t>();
+    const scalar_t* s = spikes.const_data_ptr<scalar_t>();
+    const scalar_t* sig = signal.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    const auto th = static_cast<scalar_t>(threshold);
+    const auto ln = static_cast<scalar_t>(lens);
+    at::parallel_for(0, (steps - t0) * bh, 4096, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t t = t0 + k / bh, j = k % bh;
+        const scalar_t s_prev = t > 0 ? s[(t - 1) * bh + j] : scalar_t(0);
+        o[k] = sig[j] * snn_eligibility(v[t * bh + j], s_prev, th, ln);
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace naca::cpu
+
+TORCH_LIBRARY_IMPL(naca, CPU, m) {
+  m.impl("naca_snn_update_", &naca::naca_snn_update<naca::cpu::snn_delta>);
+}

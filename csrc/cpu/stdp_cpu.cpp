@@ -1,0 +1,49 @@
+// CPU: spike traces, the bounded STDP weight step, and the stdp_update_ op.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../snn_ops.h"
+
+namespace naca::cpu {
+
+at::Tensor spike_traces(const at::Tensor& spikes, double decay) {
+  auto out = at::empty_like(spikes);
+  const int64_t steps = spikes.size(0), n = spikes.size(1) * spikes.size(2);
+  AT_DISPATCH_FLOATING_TYPES(spikes.scalar_type(), "naca_spike_traces_cpu", [&] {
+    const scalar_t* s = spikes.const_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    const auto dec = static_cast<scalar_t>(decay);
+    at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        scalar_t x = 0;
+        for (int64_t t = 0; t < steps; ++t) {
+          x = trace_step(x, s[t * n + j], dec);
+          o[t * n + j] = x;
+        }
+      }
+    });
+  });
+  return out;
+}
+
+void stdp_apply(at::Tensor& weight, const at::Tensor& ltp, const at::Tensor& ltd, double a_plus,
+                double a_minus, double lr, double w_min, double w_max, Bound bound) {
+  const auto p = ltp.contiguous(), d = ltd.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "naca_stdp_apply_cpu", [&] {
+    scalar_t* w = weight.mutable_data_ptr<scalar_t>();
+    const scalar_t* pp = p.const_data_ptr<scalar_t>();
+    const scalar_t* dd = d.const_data_ptr<scalar_t>();
+    const auto ap = static_cast<scalar_t>(a_plus), am = static_cast<scalar_t>(a_minus);
+    const auto l = static_cast<scalar_t>(lr);
+    const auto lo = static_cast<scalar_t>(w_min), hi = static_cast<scalar_t>(w_max);
+    at::parallel_for(0, weight.numel(), 4096, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) w[k] = stdp_weight(w[k], pp[k], dd[k], ap, am, l, lo, hi, bound);
+    });
+  });
+}
+
+}  // namespace naca::cpu
+
+TORCH_LIBRARY_IMPL(naca, CPU, m) {
+  m.impl("stdp_update_", &naca::stdp_update<naca::cpu::spike_traces, naca::cpu::stdp_apply>);
+}

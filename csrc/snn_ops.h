@@ -1,0 +1,226 @@
+// The spiking-network ops (lif_forward, naca_snn_update_, stdp_update_),
+// written once as templates over a backend's sequence kernels, like
+// update_ops.h: validate everything first, run the backend's fused kernel
+// (one launch that loops over T), then apply the batch-and-time outer product
+// as one GEMM over (T * B) rows (update.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "checks.h"
+#include "update.h"
+
+namespace naca {
+
+#define NACA_DECLARE_SNN_KERNELS(ns)                                                          \
+  namespace ns {                                                                              \
+  /* spikes and voltages (T, B, N) of a LIF layer driven by current (T, B, N) */              \
+  std::tuple<at::Tensor, at::Tensor> lif_scan(const at::Tensor& current, const at::Tensor& v0, \
+                                              const at::Tensor& s0, double decay,             \
+                                              double threshold, bool soft_reset);             \
+  /* signal[b,h] * (1[V_t > th - lens] - s_{t-1}) for t in [t0, T), shape (T - t0, B, H) */   \
+  at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes,                  \
+                       const at::Tensor& signal, int64_t t0, double threshold, double lens);  \
+  /* exponential traces x_t = decay x_{t-1} + s_t of spikes (T, B, N) */                      \
+  at::Tensor spike_traces(const at::Tensor& spikes, double decay);                            \
+  /* weight <- stdp_weight(weight, ltp, ltd, ...), elementwise, in place */                   \
+  void stdp_apply(at::Tensor& weight, const at::Tensor& ltp, const at::Tensor& ltd,           \
+                  double a_plus, double a_minus, double lr, double w_min, double w_max,       \
+                  Bound bound);                                                               \
+  }
+
+NACA_DECLARE_SNN_KERNELS(cpu)
+NACA_DECLARE_SNN_KERNELS(cuda)
+
+#undef NACA_DECLARE_SNN_KERNELS
+
+namespace snn_detail {
+
+inline void check_seq(const at::Tensor& t, const char* op, const char* name) {
+  check_defined(t, op, name);
+  check_floating(t, op, name);
+  check_dim(t, op, name, 3);
+  TORCH_CHECK(t.size(0) >= 1, "naca::", op, ": argument '", name,
+              "' expected at least one time step (T >= 1), got shape ", t.sizes());
+}
+
+inline void check_like(const at::Tensor& t, const char* op, const char* name,
+                       const at::Tensor& ref, const char* ref_name, at::IntArrayRef shape) {
+  check_defined(t, op, name);
+  check_same_device(t, op, name, ref, ref_name);
+  check_same_dtype(t, op, name, ref, ref_name);
+  check_shape(t, op, name, shape);
+}
+
+inline void bump(at::Tensor& t) { t.unsafeGetTensorImpl()->bump_version(); }
+
+}  // namespace snn_detail
+
+using LifScanFn = std::tuple<at::Tensor, at::Tensor> (*)(const at::Tensor&, const at::Tensor&,
+                                                          const at::Tensor&, double, double, bool);
+using SnnDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                  int64_t, double, double);
+using TracesFn = at::Tensor (*)(const at::Tensor&, double);
+using StdpApplyFn = void (*)(at::Tensor&, const at::Tensor&, const at::Tensor&, double, double,
+                             double, double, double, Bound);
+
+template <LifScanFn scan>
+std::tuple<at::Tensor, at::Tensor> lif_forward(const at::Tensor& current, double decay,
+                                               double threshold, std::string reset,
+                                               const std::optional<at::Tensor>& v_init,
+                                               const std::optional<at::Tensor>& s_init) {
+  const char* op = "lif_forward";
+  snn_detail::check_seq(current, op, "current");
+  check_finite_scalar(decay, op, "decay");
+  check_finite_scalar(threshold, op, "threshold");
+  TORCH_CHECK(reset == "hard" || reset == "soft", "naca::", op,
+              ": argument 'reset' expected 'hard' or 'soft', got '", reset, "'");
+  const std::vector<int64_t> state{current.size(1), current.size(2)};
+  at::Tensor v0, s0;
+  if (v_init.has_value() && v_init->defined()) {
+    snn_detail::check_like(*v_init, op, "v_init", current, "current", state);
+    v0 = v_init->contiguous();
+  } else {
+    v0 = at::zeros(state, current.options());
+  }
+  if (s_init.has_value() && s_init->defined()) {
+    snn_detail::check_like(*s_init, op, "s_init", current, "current", state);
+    s0 = s_init->contiguous();
+  } else {
+    s0 = at::zeros(state, current.options());
+  }
+  return scan(current.contiguous(), v0, s0, decay, threshold, reset == "soft");
+}
+
+// Checks weight (H, I), bias (H) or none, pre_spikes (T, B, I), voltages and
+// spikes (T, B, H), signal (B, H), all on the weight's device and dtype.
+inline void check_naca_snn(const char* op, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& bias, const at::Tensor& pre_spikes,
+                           const at::Tensor& voltages, const at::Tensor& spikes,
+                           const at::Tensor& signal, double threshold, double lens, double lr) {
+  check_defined(weight, op, "weight");
+  check_floating(weight, op, "weight");
+  check_dim(weight, op, "weight", 2);
+  snn_detail::check_seq(pre_spikes, op, "pre_spikes");
+  const int64_t t = pre_spikes.size(0), b = pre_spikes.size(1);
+  const std::vector<int64_t> seq{t, b, weight.size(0)};
+  snn_detail::check_like(voltages, op, "voltages", weight, "weight", seq);
+  snn_detail::check_like(spikes, op, "spikes", weight, "weight", seq);
+  snn_detail::check_like(signal, op, "signal", weight, "weight", {b, weight.size(0)});
+  check_same_device(pre_spikes, op, "pre_spikes", weight, "weight");
+  check_same_dtype(pre_spikes, op, "pre_spikes", weight, "weight");
+  check_shape(pre_spikes, op, "pre_spikes", {t, b, weight.size(1)});
+  // weight, bias and pre_spikes as the (T*B)-row linear update sees them.
+  check_linear_update(op, weight, bias, pre_spikes.reshape({t * b, pre_spikes.size(2)}),
+                      voltages.reshape({t * b, weight.size(0)}), lr);
+  check_finite_scalar(threshold, op, "threshold");
+  check_finite_scalar(lens, op, "lens");
+  check_no_alias(weight, "weight", pre_spikes, "pre_spikes", op);
+  check_no_alias(weight, "weight", voltages, "voltages", op);
+  check_no_alias(weight, "weight", spikes, "spikes", op);
+  check_no_alias(weight, "weight", signal, "signal", op);
+  if (bias.has_value() && bias->defined()) {
+    check_no_alias(*bias, "bias", spikes, "spikes", op);
+    check_no_alias(*bias, "bias", signal, "signal", op);
+  }
+}
+
+template <SnnDeltaFn delta_fn>
+void naca_snn_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
+                     const at::Tensor& pre_spikes, const at::Tensor& voltages,
+                     const at::Tensor& spikes, const at::Tensor& signal, double threshold,
+                     double lens, double lr, bool all_steps) {
+  const char* op = "naca_snn_update_";
+  check_naca_snn(op, weight, bias, pre_spikes, voltages, spikes, signal, threshold, lens, lr);
+  const int64_t t = pre_spikes.size(0), b = pre_spikes.size(1);
+  if (b == 0) return;  // an empty batch: nothing to learn
+  const int64_t t0 = all_steps ? 0 : t - 1;
+  auto delta = delta_fn(voltages.contiguous(), spikes.contiguous(), signal.contiguous(), t0,
+                        threshold, lens);
+  const int64_t rows = (t - t0) * b;
+  auto pre = pre_spikes.contiguous().narrow(0, t0, t - t0).reshape({rows, pre_spikes.size(2)});
+  apply_linear_update(weight, bias, pre, delta.view({rows, weight.size(0)}), lr);
+}
+
+inline Bound parse_bound(const std::string& name, const char* op) {
+  if (name == "hard") return Bound::Hard;
+  if (name == "soft") return Bound::Soft;
+  if (name == "none") return Bound::None;
+  TORCH_CHECK(false, "naca::", op, ": argument 'bound' expected 'hard', 'soft' or 'none', got '",
+              name, "'");
+}
+
+// STDP with traces: ltp = sum_{t,b} (m * post_t)^T pre_trace_t and
+// ltd = sum_{t,b} (m * post_trace_t)^T pre_t (two GEMMs over T * B rows), then
+// one elementwise kernel applies the bounds. m, the optional third factor, is a
+// scalar, a per-neuron (H) or a per-sample-and-neuron (B, H) modulator.
+template <TracesFn traces_fn, StdpApplyFn apply_fn>
+void stdp_update(at::Tensor weight, const at::Tensor& pre_spikes, const at::Tensor& post_spikes,
+                 double tau_pre, double tau_post, double a_plus, double a_minus, double w_min,
+                 double w_max, std::string bound, const std::optional<at::Tensor>& modulator,
+                 double lr, double dt) {
+  const char* op = "stdp_update_";
+  check_defined(weight, op, "weight");
+  check_floating(weight, op, "weight");
+  check_dim(weight, op, "weight", 2);
+  check_contiguous(weight, op, "weight");
+  check_writable(weight, op, "weight");
+  snn_detail::check_seq(pre_spikes, op, "pre_spikes");
+  check_same_device(pre_spikes, op, "pre_spikes", weight, "weight");
+  check_same_dtype(pre_spikes, op, "pre_spikes", weight, "weight");
+  const int64_t t = pre_spikes.size(0), b = pre_spikes.size(1);
+  const int64_t h = weight.size(0), i = weight.size(1);
+  check_shape(pre_spikes, op, "pre_spikes", {t, b, i});
+  snn_detail::check_like(post_spikes, op, "post_spikes", weight, "weight", {t, b, h});
+  for (auto [v, name] : {std::pair{tau_pre, "tau_pre"}, {tau_post, "tau_post"},
+                         {a_plus, "a_plus"}, {a_minus, "a_minus"}, {w_min, "w_min"},
+                         {w_max, "w_max"}, {lr, "lr"}, {dt, "dt"}}) {
+    check_finite_scalar(v, op, name);
+  }
+  TORCH_CHECK(tau_pre > 0 && tau_post > 0, "naca::", op,
+              ": arguments 'tau_pre' and 'tau_post' expected > 0, got ", tau_pre, " and ",
+              tau_post);
+  TORCH_CHECK(dt > 0, "naca::", op, ": argument 'dt' expected > 0, got ", dt);
+  const auto bnd = parse_bound(bound, op);
+  TORCH_CHECK(bnd == Bound::None || w_min <= w_max, "naca::", op,
+              ": arguments 'w_min' <= 'w_max' expected, got ", w_min, " and ", w_max);
+  at::Tensor mod;
+  if (modulator.has_value() && modulator->defined()) {
+    const auto& m = *modulator;
+    check_same_device(m, op, "modulator", weight, "weight");
+    check_same_dtype(m, op, "modulator", weight, "weight");
+    const bool scalar = m.numel() == 1 && m.dim() <= 1;
+    const bool per_neuron = m.dim() == 1 && m.size(0) == h;
+    const bool per_sample = m.dim() == 2 && m.size(0) == b && m.size(1) == h;
+    TORCH_CHECK(scalar || per_neuron || per_sample, "naca::", op,
+                ": argument 'modulator' expected a scalar, shape [", h, "] or shape [", b, ", ",
+                h, "], got shape ", m.sizes());
+    mod = scalar ? m.reshape({}) : m;
+  }
+  check_no_alias(weight, "weight", pre_spikes, "pre_spikes", op);
+  check_no_alias(weight, "weight", post_spikes, "post_spikes", op);
+  if (mod.defined()) check_no_alias(weight, "weight", mod, "modulator", op);
+  if (b == 0) return;
+
+  const auto pre = pre_spikes.contiguous();
+  const auto post = post_spikes.contiguous();
+  const auto pre_tr = traces_fn(pre, std::exp(-dt / tau_pre));
+  const auto post_tr = traces_fn(post, std::exp(-dt / tau_post));
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  at::Tensor post_m = post, post_tr_m = post_tr;
+  if (mod.defined()) {
+    post_m = post * mod;
+    post_tr_m = post_tr * mod;
+  }
+  const int64_t rows = t * b;
+  const auto ltp = at::mm(post_m.reshape({rows, h}).t(), pre_tr.view({rows, i}));
+  const auto ltd = at::mm(post_tr_m.reshape({rows, h}).t(), pre.view({rows, i}));
+  apply_fn(weight, ltp, ltd, a_plus, a_minus, lr, w_min, w_max, bnd);
+  snn_detail::bump(weight);
+}
+
+}  // namespace naca

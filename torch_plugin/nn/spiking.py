@@ -1,0 +1,247 @@
+"""Spiking layers (ALGORITHMS.md 1.5 and 2.2): multi-step LIF neurons, a spiking
+linear layer NACA can train, a seeded Bernoulli rate encoder, a spike-rate
+readout, Tsodyks-Markram short-term plasticity and the homeostatic
+membrane-potential relaxation used by SBP.
+
+Sequences are time-major: (T, B, N).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import ops
+from ._common import make_ni
+
+__all__ = [
+    "LIF", "NACASpikingLinear", "BernoulliEncoder", "SpikeRate", "STPSynapse",
+    "stp_forward", "homeostatic_relax", "surrogate_spike",
+]
+
+
+class _SurrogateSpike(torch.autograd.Function):
+    """Heaviside forward, slope * sigmoid'(slope * (v - threshold)) backward."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, threshold: float, slope: float) -> Tensor:
+        ctx.save_for_backward(v)
+        ctx.threshold, ctx.slope = threshold, slope
+        return (v > threshold).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (v,) = ctx.saved_tensors
+        sg = torch.sigmoid(ctx.slope * (v - ctx.threshold))
+        return grad * ctx.slope * sg * (1 - sg), None, None
+
+
+def surrogate_spike(v: Tensor, threshold: float = 0.5, slope: float = 5.0) -> Tensor:
+    """s = 1[v > threshold] with a sigmoid surrogate gradient (for backprop through spikes)."""
+    return _SurrogateSpike.apply(v, threshold, slope)
+
+
+class LIF(nn.Module):
+    """Multi-step leaky integrate-and-fire neurons over a (T, B, N) current.
+
+    V_t = decay V_{t-1} (1 - s_{t-1}) + I_t (reset='hard'; 'soft' subtracts the
+    threshold instead), s_t = 1[V_t > threshold]; defaults decay 0.2, threshold
+    0.5 (the NACA code). Without autograd (or under NACA/SBP learners) the
+    whole sequence runs in one fused op, ``ops.lif_forward``. When a gradient is
+    needed and ``surrogate`` is True, the same dynamics run as a differentiable
+    loop over T with a sigmoid surrogate spike derivative (``slope``; the reset
+    path is detached), so the model can be trained by backprop (BPTT).
+    ``forward`` returns the spikes; ``run`` returns (spikes, voltages).
+    """
+
+    def __init__(self, decay: float = 0.2, threshold: float = 0.5, reset: str = "hard",
+                 surrogate: bool = True, slope: float = 5.0):
+        super().__init__()
+        if reset not in ("hard", "soft"):
+            raise ValueError(f"reset must be 'hard' or 'soft', got {reset!r}")
+        self.decay, self.threshold, self.reset = float(decay), float(threshold), reset
+        self.surrogate, self.slope = bool(surrogate), float(slope)
+
+    def run(self, current: Tensor, v_init: Optional[Tensor] = None,
+            s_init: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        if current.dim() != 3:
+            raise ValueError(f"LIF expects a (T, B, N) current, got shape {tuple(current.shape)}")
+        if torch.is_grad_enabled() and current.requires_grad:
+            if not self.surrogate:
+                raise RuntimeError("LIF: a gradient is required but surrogate=False; "
+                                   "use surrogate=True or run under torch.no_grad()")
+            return self._run_surrogate(current, v_init, s_init)
+        return ops.lif_forward(current.detach(), self.decay, self.threshold, self.reset, v_init, s_init)
+
+    def _run_surrogate(self, current, v_init, s_init):
+        v = torch.zeros_like(current[0]) if v_init is None else v_init
+        s = torch.zeros_like(current[0]) if s_init is None else s_init
+        spikes, volts = [], []
+        for i_t in current:
+            sd = s.detach()
+            kept = v - self.threshold * sd if self.reset == "soft" else v * (1 - sd)
+            v = self.decay * kept + i_t
+            s = surrogate_spike(v, self.threshold, self.slope)
+            spikes.append(s)
+            volts.append(v)
+        return torch.stack(spikes), torch.stack(volts)
+
+    def forward(self, current: Tensor) -> Tensor:
+        return self.run(current)[0]
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}, threshold={self.threshold}, reset={self.reset!r}, surrogate={self.surrogate}"
+
+
+class NACASpikingLinear(nn.Linear):
+    """A spiking layer: current I_t = W x_t + b fed to LIF neurons, over (T, B, I) -> (T, B, H) spikes.
+
+    Trained by ``learn.NACA`` with ``ops.naca_snn_update_`` (hidden layers by
+    f(E[y] NI), the output layer, ``is_output=True``, by its rate error
+    mean_t s_t - onehot(y)), by ``learn.SBP``, or by backprop through the
+    surrogate spike of its ``LIF``. Holds the fixed NI buffer (2N, H) like
+    ``NACALinear``. While ``record`` is set (by the learners) the forward keeps
+    ``saved = (pre_spikes, voltages, spikes)``.
+
+    Args: in_features, out_features, num_classes, bias as ``NACALinear``;
+    decay, threshold, reset: the LIF dynamics; lens: the eligibility window of
+    the NACA rule (1[V > threshold - lens]); is_output: the output layer;
+    surrogate, slope: see ``LIF``; ni_init, seed: NI's distribution and seed.
+    """
+
+    def __init__(self, in_features: int, out_features: int, num_classes: int, bias: bool = True,
+                 decay: float = 0.2, threshold: float = 0.5, reset: str = "hard", lens: float = 0.5,
+                 is_output: bool = False, surrogate: bool = True, slope: float = 5.0,
+                 ni_init: str = "uniform", seed: Optional[int] = None, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.num_classes = int(num_classes)
+        self.lens = float(lens)
+        self.is_output = bool(is_output)
+        if self.is_output and out_features != num_classes:
+            raise ValueError(f"an output layer needs out_features == num_classes, got {out_features} != {num_classes}")
+        self.lif = LIF(decay, threshold, reset, surrogate, slope)
+        ni = make_ni(num_classes, (out_features,), ni_init, seed, self.weight.dtype, self.weight.device)
+        self.register_buffer("ni", ni)
+        self.record = False
+        self.saved: Optional[tuple[Tensor, Tensor, Tensor]] = None
+
+    @property
+    def threshold(self) -> float:
+        return self.lif.threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 3:
+            raise ValueError(f"NACASpikingLinear expects (T, B, in_features) spikes, got shape {tuple(x.shape)}")
+        current = F.linear(x, self.weight, self.bias)
+        spikes, volts = self.lif.run(current)
+        if self.record:
+            self.saved = (x.detach(), volts.detach(), spikes.detach())
+        return spikes
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, num_classes={self.num_classes}, lens={self.lens}, "
+                f"is_output={self.is_output}")
+
+
+class BernoulliEncoder(nn.Module):
+    """Rate code: intensities x (B, ...) in [0, 1] -> spikes (T, B, prod(...)), x_t = 1[x > U(0, 1)].
+
+    With a seed the draws come from the encoder's own generator (one per device,
+    seeded identically), so two encoders with the same seed emit the same
+    spike trains; without one, from torch's global RNG. Values outside [0, 1]
+    are clamped.
+    """
+
+    def __init__(self, T: int = 20, seed: Optional[int] = None):
+        super().__init__()
+        if T < 1:
+            raise ValueError(f"T must be >= 1, got {T}")
+        self.T = int(T)
+        self.seed = seed
+        self._gens: dict[str, torch.Generator] = {}
+
+    def _generator(self, device: torch.device) -> Optional[torch.Generator]:
+        if self.seed is None:
+            return None
+        key = str(device)
+        if key not in self._gens:
+            self._gens[key] = torch.Generator(device=device).manual_seed(int(self.seed))
+        return self._gens[key]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.reshape(x.shape[0], -1).clamp(0, 1)
+        u = torch.rand((self.T, *x.shape), generator=self._generator(x.device), device=x.device, dtype=x.dtype)
+        return (x.unsqueeze(0) > u).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, seed={self.seed}"
+
+
+class SpikeRate(nn.Module):
+    """Firing rate readout: spikes (T, B, N) -> mean over T, (B, N)."""
+
+    def forward(self, spikes: Tensor) -> Tensor:
+        return spikes.mean(0)
+
+
+def stp_forward(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0,
+                tau_s: float = 2.0, A: float = 1.0) -> Tensor:
+    """Tsodyks-Markram short-term plasticity over a spike sequence (T, B, N) -> synaptic current (T, B, N).
+
+    Per step (time in steps; the three updates in this order, each using the
+    values just computed, as in the authors' code): u += -u/tau_f + U s (1 - u);
+    x += (1 - x)/tau_d - u x s; I += -I/tau_s + A u x s. Starts at u = 0, x = 1,
+    I = 0. A composition of elementwise torch ops in a loop over T (each step is
+    a handful of fused-size elementwise passes; T is small).
+    """
+    u = torch.zeros_like(spikes[0])
+    x = torch.ones_like(spikes[0])
+    i_syn = torch.zeros_like(spikes[0])
+    out = []
+    for s in spikes:
+        u = u - u / tau_f + U * s * (1 - u)
+        x = x + (1 - x) / tau_d - u * x * s
+        i_syn = i_syn - i_syn / tau_s + A * u * x * s
+        out.append(i_syn)
+    return torch.stack(out)
+
+
+class STPSynapse(nn.Module):
+    """Module form of ``stp_forward``: spikes (T, B, N) -> STP-filtered current (T, B, N).
+
+    Put it between a spike source and a spiking layer to give the layer
+    depressing/facilitating synapses (U 0.45, tau_f 10, tau_d 2, tau_s 2, as
+    ALGORITHMS.md 2.2).
+    """
+
+    def __init__(self, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0, tau_s: float = 2.0, A: float = 1.0):
+        super().__init__()
+        self.U, self.tau_f, self.tau_d, self.tau_s, self.A = float(U), float(tau_f), float(tau_d), float(tau_s), float(A)
+
+    def forward(self, spikes: Tensor) -> Tensor:
+        return stp_forward(spikes, self.U, self.tau_f, self.tau_d, self.tau_s, self.A)
+
+    def extra_repr(self) -> str:
+        return f"U={self.U}, tau_f={self.tau_f}, tau_d={self.tau_d}, tau_s={self.tau_s}, A={self.A}"
+
+
+def homeostatic_relax(s_h: Tensor, s_below: Tensor, w_below: Tensor, s_above: Optional[Tensor] = None,
+                      w_above: Optional[Tensor] = None, b_h: Optional[Tensor] = None, eps: float = 0.5,
+                      iters: int = 20) -> Tensor:
+    """Homeostatic membrane-potential relaxation of a hidden layer (ALGORITHMS.md 2.2).
+
+    Repeats ``iters`` times s_h <- rho(s_h - eps (s_h - s_below W_below - s_above W_above^T - b_h)),
+    rho = clamp to [0, 1]. Orientation (post, pre) as nn.Linear: w_below (H, I),
+    w_above (O, H), so the bottom-up drive is F.linear(s_below, w_below, b_h)
+    and the top-down one s_above @ w_above. s_h: (B, H) start state; s_below
+    (B, I); s_above (B, O) or None (free phase without top-down input). The
+    drive is computed once (one GEMM each), then the loop is elementwise.
+    """
+    drive = F.linear(s_below, w_below, b_h)
+    if s_above is not None:
+        drive = drive + s_above @ w_above
+    for _ in range(int(iters)):
+        s_h = (s_h - eps * (s_h - drive)).clamp(0, 1)
+    return s_h
