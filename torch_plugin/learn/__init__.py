@@ -1,4 +1,5 @@
 """Learners that train a model with local rules instead of ``loss.backward()``."""
 from .naca import NACA
+from .sbp import SBP
 
-__all__ = ["NACA"]
+__all__ = ["NACA", "SBP"]

@@ -1,0 +1,150 @@
+"""The SBP learner: local contrastive plasticity of a three-layer SNN (or a
+two-layer ANN) plus self-backpropagation of the synaptic modifications
+(ALGORITHMS.md 2.1, ``ops.sbp_update_``). No backward()."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import ops
+from ..nn import NACALinear, NACAOutput, NACASpikingLinear
+from ..nn.spiking import homeostatic_relax
+from .common import check_only_these_train, recording
+
+
+def subset_mask(hidden: int, inputs: int, percentage: float, seed: int) -> Optional[Tensor]:
+    """lambda_p: a fixed, seeded boolean mask (hidden, inputs) choosing round(percentage * inputs)
+    input synapses per hidden unit to receive the self-backpropagated spread (None when 1.0: all)."""
+    if not 0.0 <= percentage <= 1.0:
+        raise ValueError(f"percentage must be in [0, 1], got {percentage}")
+    if percentage == 1.0:
+        return None
+    k = int(round(percentage * inputs))
+    g = torch.Generator().manual_seed(int(seed))
+    ranks = torch.rand(hidden, inputs, generator=g).argsort(1).argsort(1)
+    return ranks < k
+
+
+class SBP:
+    """Trains a three-layer SNN (``models.sbp_snn`` / ``models.spiking_mlp`` with one hidden
+    layer) or a two-layer ANN (``models.sbp_ann``) with SBP.
+
+    Each ``step(x, y)``:
+      1. free phase: the model's forward (no grad); rates (SNN: mean spikes over T)
+         or activities (ANN: act(z_h), sigmoid(z_o)) of input r_x, hidden r_h, output r_o;
+      2. nudged phase: output r_o^beta = r_o + beta (onehot(y) - r_o); the hidden layer
+         re-runs with the extra top-down current (r_o^beta - r_o) @ W_out (the
+         linearised symmetric feedback s_above W_above^T of ALGORITHMS.md 2.2; for the
+         ANN with ``relax_steps > 0`` the hidden state instead relaxes by
+         ``homeostatic_relax`` with that top-down input);
+      3. local changes (post, pre): dW_out = (r_o^beta - r_o)^T r_h / (beta B),
+         dW_in = (r_h^beta - r_h)^T r_x / (beta B);
+      4. ``ops.sbp_update_``: LTP/LTD split, lateral spread and self-backpropagated spread
+         onto W_in (lambda_f = ``fraction``, lambda_p = ``percentage`` via a fixed mask drawn
+         from ``seed``), W += lr * alpha * dW_final; biases follow their local change.
+
+    Args:
+        model: the network (exactly one hidden and one output trainable layer).
+        lr: global scale of the steps (alpha_in = lr * alpha[0], alpha_out = lr * alpha[1]).
+        fraction: lambda_f (0.2); 0 gives the local rule without any spread.
+        percentage: lambda_p in [0, 1], share of each hidden unit's input synapses that
+            receive the spread (1.0: all, the authors' code).
+        seed: seed of the lambda_p mask.
+        beta: nudging strength (0.5). alpha: (alpha_in, alpha_out) = (0.1, 0.05).
+        relax_steps, eps: ANN only, homeostatic relaxation of the nudged hidden state.
+    ``step`` returns the free-phase output (SNN: rates (B, N); ANN: logits).
+    """
+
+    def __init__(self, model: nn.Module, lr: float = 1.0, fraction: float = 0.2, percentage: float = 1.0,
+                 seed: int = 0, beta: float = 0.5, alpha: tuple = (0.1, 0.05), relax_steps: int = 0,
+                 eps: float = 0.5):
+        self.model = model
+        self.lr, self.fraction, self.percentage, self.seed = float(lr), float(fraction), float(percentage), int(seed)
+        self.beta, self.alpha = float(beta), (float(alpha[0]), float(alpha[1]))
+        self.relax_steps, self.eps = int(relax_steps), float(eps)
+        if self.beta <= 0:
+            raise ValueError(f"SBP: beta must be > 0, got {beta}")
+        spiking = [m for m in model.modules() if isinstance(m, NACASpikingLinear)]
+        if spiking:
+            if len(spiking) != 2 or spiking[0].is_output or not spiking[1].is_output:
+                raise ValueError("SBP: a spiking model needs exactly two NACASpikingLinear layers, "
+                                 "hidden then output (is_output=True), e.g. models.sbp_snn")
+            self.spiking = True
+            self.hidden, self.output = spiking
+        else:
+            hidden = [m for m in model.modules() if isinstance(m, NACALinear)]
+            outputs = [m for m in model.modules() if isinstance(m, NACAOutput)]
+            if len(hidden) != 1 or len(outputs) != 1:
+                raise ValueError("SBP: an ANN needs exactly one NACALinear and one NACAOutput, e.g. models.sbp_ann")
+            self.spiking = False
+            self.hidden, self.output = hidden[0], outputs[0]
+        if self.output.weight.shape[1] != self.hidden.weight.shape[0]:
+            raise ValueError("SBP: the output layer must read the hidden layer directly")
+        check_only_these_train(model, [self.hidden, self.output], "SBP")
+        h, i = self.hidden.weight.shape
+        mask = subset_mask(h, i, self.percentage, self.seed)
+        self.mask = None if mask is None else mask.to(self.hidden.weight.device)
+        self.steps = 0
+
+    @property
+    def num_classes(self) -> int:
+        return self.output.weight.shape[0]
+
+    def step(self, x: Tensor, y: Tensor) -> Tensor:
+        """One SBP step on a batch: x (B, ...), y (B,) int64 labels."""
+        if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"SBP.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        self.model.train()
+        hid, out = self.hidden, self.output
+        with torch.no_grad(), recording([hid, out]):
+            result = self.model(x)
+            if hid.saved is None or out.saved is None:
+                raise RuntimeError("SBP: the hidden and output layers must both run in the model's forward")
+            if self.spiking:
+                pre, _, s_h = hid.saved
+                r_x, r_h, r_o = pre.mean(0), s_h.mean(0), out.saved[2].mean(0)
+            else:
+                pre, z_h = hid.saved
+                r_x, r_h, r_o = pre, hid._act(z_h), torch.sigmoid(out.saved[1])
+            target = F.one_hot(y, self.num_classes).to(r_o.dtype)
+            top_down = self.beta * (target - r_o)  # r_o^beta - r_o
+            feedback = top_down @ out.weight  # (B, H)
+            if self.spiking:
+                current = F.linear(pre, hid.weight, hid.bias) + feedback.unsqueeze(0)
+                r_hb = ops.lif_forward(current, hid.lif.decay, hid.lif.threshold, hid.lif.reset)[0].mean(0)
+            elif self.relax_steps > 0:
+                r_hb = homeostatic_relax(r_h, r_x, hid.weight, top_down, out.weight, hid.bias, self.eps,
+                                         self.relax_steps)
+            else:
+                r_hb = hid._act(z_h + feedback)
+            scale = 1.0 / (self.beta * x.shape[0])
+            dw_out = top_down.t() @ r_h * scale
+            dw_in = (r_hb - r_h).t() @ r_x * scale
+            a_in, a_out = self.lr * self.alpha[0], self.lr * self.alpha[1]
+            ops.sbp_update_(hid.weight, out.weight, dw_in.contiguous(), dw_out.contiguous(), self.mask,
+                            self.fraction, a_in, a_out)
+            if out.bias is not None:
+                out.bias.add_(top_down.sum(0) * scale, alpha=a_out)
+            if hid.bias is not None:
+                hid.bias.add_((r_hb - r_h).sum(0) * scale, alpha=a_in)
+        self.steps += 1
+        return result
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyper-parameters and step count (the model saves itself; the mask is re-drawn from the seed)."""
+        return {"lr": self.lr, "fraction": self.fraction, "percentage": self.percentage, "seed": self.seed,
+                "beta": self.beta, "alpha": self.alpha, "relax_steps": self.relax_steps, "eps": self.eps,
+                "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lr, self.fraction, self.beta = float(state["lr"]), float(state["fraction"]), float(state["beta"])
+        self.alpha = tuple(float(a) for a in state["alpha"])
+        self.relax_steps, self.eps, self.steps = int(state["relax_steps"]), float(state["eps"]), int(state["steps"])
+        if float(state["percentage"]) != self.percentage or int(state["seed"]) != self.seed:
+            self.percentage, self.seed = float(state["percentage"]), int(state["seed"])
+            h, i = self.hidden.weight.shape
+            mask = subset_mask(h, i, self.percentage, self.seed)
+            self.mask = None if mask is None else mask.to(self.hidden.weight.device)
