@@ -192,3 +192,32 @@ def sbp_update(w_in, w_out, dw_in, dw_out, mask=None, fraction=0.2, alpha_in=0.1
     d_bp = di * (1 + m * gm.unsqueeze(0))
     in_final = (pi_pre + p_bp) / 2 + (di_pre + di_post + d_bp) / 3
     return w_in + alpha_in * in_final.t(), w_out + alpha_out * out_final.t()
+
+
+def stp(spikes: Tensor, U=0.45, tau_f=10.0, tau_d=2.0, tau_s=2.0, A=1.0) -> Tensor:
+    """Tsodyks-Markram per element with Python floats (u first, then x, then I, each from the new values)."""
+    flat = spikes.reshape(spikes.shape[0], -1)
+    out = torch.zeros_like(flat)
+    for j in range(flat.shape[1]):
+        u, x, i_syn = 0.0, 1.0, 0.0
+        for t in range(flat.shape[0]):
+            s = float(flat[t, j])
+            u = u - u / tau_f + U * s * (1 - u)
+            x = x + (1 - x) / tau_d - u * x * s
+            i_syn = i_syn - i_syn / tau_s + A * u * x * s
+            out[t, j] = i_syn
+    return out.reshape(spikes.shape)
+
+
+def homeostatic_relax(s_h, s_below, w_below, s_above=None, w_above=None, b_h=None, eps=0.5, iters=20):
+    """s_h <- clamp01(s_h - eps (s_h - s_below W_below - s_above W_above^T - b_h)), recomputed each
+    iteration; the (pre, post) matrices of ALGORITHMS.md are W_below = w_below.t(), W_above = w_above.t()."""
+    for _ in range(iters):
+        big_w_below, big_w_above = w_below.t(), None if w_above is None else w_above.t()
+        drive = s_below @ big_w_below
+        if s_above is not None:
+            drive = drive + s_above @ big_w_above.t()
+        if b_h is not None:
+            drive = drive + b_h
+        s_h = (s_h - eps * (s_h - drive)).clamp(0, 1)
+    return s_h
