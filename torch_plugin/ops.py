@@ -165,7 +165,8 @@ def _neuromodulator_fake(labels, ni):
 
 @torch.library.register_fake("naca::modulation")
 def _modulation_fake(level, lam=0.5, theta=1.2):
-    return torch.empty_like(level)
+    # The kernel returns a contiguous tensor whatever the input's strides.
+    return level.new_empty(level.shape)
 
 
 def _no_output(*args, **kwargs):
@@ -289,7 +290,8 @@ def sbp_update_(
 @torch.library.register_fake("naca::lif_forward")
 def _lif_forward_fake(current, decay=0.2, threshold=0.5, reset="hard", v_init=None, s_init=None):
     torch._check(current.dim() == 3, lambda: "naca::lif_forward: 'current' must be (T, B, N)")
-    return torch.empty_like(current), torch.empty_like(current)
+    # Contiguous outputs whatever the input's strides, as the kernels return.
+    return current.new_empty(current.shape), current.new_empty(current.shape)
 
 
 for _name in ("naca_snn_update_", "stdp_update_", "sbp_update_"):
