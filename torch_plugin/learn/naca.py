@@ -85,11 +85,11 @@ class NACA:
         check_only_these_train(model, layers, "NACA")
         self.steps = 0
 
-    def _spiking_update(self, layer, signal: Tensor, lr: float) -> None:
+    def _spiking_update(self, layer, signal: Tensor, lr: float, into_grad: bool) -> None:
         if layer.saved is None:
             raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
         pre, volts, spikes = layer.saved
-        w, b = targets([layer.weight, layer.bias], self.optimizer)
+        w, b = targets([layer.weight, layer.bias], into_grad or None)
         ops.naca_snn_update_(w, b, pre, volts, spikes, signal, layer.threshold, layer.lens, lr, self.all_steps)
         layer.saved = None
 
@@ -99,36 +99,50 @@ class NACA:
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One NACA training step on a batch: x (B, ...), y (B,) int64 labels."""
-        if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
-            raise ValueError(f"NACA.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
-        self.model.train()
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=False)
-        lr = -1.0 if self.optimizer is not None else self.lr
-        with torch.no_grad(), recording(self.hidden + [self.output]):
-            logits = self.model(x)
-            if self.spiking:
-                for layer in self.hidden:
-                    signal = ops.modulation(ops.neuromodulator(y, layer.ni), self.lam, self.theta)
-                    self._spiking_update(layer, signal, lr)
-                spikes = self.output.saved[2] if self.output.saved is not None else None
-                if spikes is not None:
-                    spikes = spikes.mean(0) - F.one_hot(y, self.output.num_classes).to(spikes.dtype)
-                self._spiking_update(self.output, spikes, lr)
-            else:
-                for layer in self.hidden:
-                    self._hidden_update(layer, y, lr)
-                self._output_update(y, lr)
+        logits = self.local_update(x, y)
         if self.optimizer is not None:
             self.optimizer.step()
         self.steps += 1
         return logits
 
-    def _hidden_update(self, layer, y: Tensor, lr: float) -> None:
+    def local_update(self, x: Tensor, y: Tensor, into_grad: Optional[bool] = None) -> Tensor:
+        """The forward and the local updates of ``step``, without zero_grad, optimizer.step or the step count.
+
+        into_grad False: weights -= lr * update, in place. True: the update (the
+        sum over the batch) is added to each parameter's ``.grad`` (created as
+        zeros when missing) and the weights are left alone. None: True when the
+        learner has an optimizer. Free of graph breaks: ``torch.compile(
+        learner.local_update, fullgraph=True)`` works (see ``learn.compile_step``).
+        Returns the logits (the spiking model's output rates).
+        """
+        if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(f"NACA.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        into_grad = self.optimizer is not None if into_grad is None else bool(into_grad)
+        self.model.train()
+        lr = -1.0 if into_grad else self.lr
+        with torch.no_grad(), recording(self.hidden + [self.output]):
+            logits = self.model(x)
+            if self.spiking:
+                for layer in self.hidden:
+                    signal = ops.modulation(ops.neuromodulator(y, layer.ni), self.lam, self.theta)
+                    self._spiking_update(layer, signal, lr, into_grad)
+                spikes = self.output.saved[2] if self.output.saved is not None else None
+                if spikes is not None:
+                    spikes = spikes.mean(0) - F.one_hot(y, self.output.num_classes).to(spikes.dtype)
+                self._spiking_update(self.output, spikes, lr, into_grad)
+            else:
+                for layer in self.hidden:
+                    self._hidden_update(layer, y, lr, into_grad)
+                self._output_update(y, lr, into_grad)
+        return logits
+
+    def _hidden_update(self, layer, y: Tensor, lr: float, into_grad: bool) -> None:
         if layer.saved is None:
             raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
         pre, z = layer.saved
-        w, b = targets([layer.weight, layer.bias], self.optimizer)
+        w, b = targets([layer.weight, layer.bias], into_grad or None)
         if isinstance(layer, NACAConv2d):
             ops.naca_conv_update_(w, b, pre, z, y, layer.ni, layer.stride, layer.padding, layer.dilation,
                                   layer.groups, layer.activation, lr, self.lam, self.theta)
@@ -137,13 +151,13 @@ class NACA:
                                     layer.activation, lr, self.lam, self.theta)
         layer.saved = None
 
-    def _output_update(self, y: Tensor, lr: float) -> None:
+    def _output_update(self, y: Tensor, lr: float, into_grad: bool) -> None:
         out = self.output
         if out.saved is None:
             raise RuntimeError("NACA: the output layer was not used in the model's forward")
         h, z = out.saved
         error = torch.sigmoid(z) - F.one_hot(y, out.num_classes).to(z.dtype)
-        w, b = targets([out.weight, out.bias], self.optimizer)
+        w, b = targets([out.weight, out.bias], into_grad or None)
         ops.plasticity_update_(w, b, h, z, error, "sigmoid" if out.sigmoid_grad else "identity", lr)
         out.saved = None
 

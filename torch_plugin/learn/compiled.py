@@ -1,0 +1,51 @@
+"""``torch.compile`` for the learners' training step."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+def compile_step(learner, *, fullgraph: bool = True, compile_optimizer: bool = False,
+                 **compile_kwargs) -> Callable[[Tensor, Tensor], Tensor]:
+    """A compiled equivalent of ``learner.step``: ``step = compile_step(learner); step(x, y)``.
+
+    Without an optimizer (NACA with in-place SGD, SBP) the whole ``learner.step``
+    (forward, every local update, the step count) is one graph. With an
+    optimizer, NACA's forward and pseudo-gradient (``learner.local_update``) are
+    one graph; ``zero_grad`` (dynamo does not trace it) runs eagerly as in-place
+    zeroing, and ``optimizer.step()`` runs eagerly, or through
+    ``torch.compile`` (not fullgraph, PyTorch's own optimizer compilation) when
+    ``compile_optimizer=True``. ``compile_kwargs`` go to ``torch.compile``
+    (backend, mode, dynamic, ...). The weights match the eager step up to
+    floating-point reassociation by the compiler (allclose, not bitwise).
+
+    A new batch size recompiles once (dynamic shapes after that). Spiking
+    models: a seeded ``BernoulliEncoder`` draws from its own ``torch.Generator``,
+    which dynamo cannot trace; encode the input eagerly outside the compiled
+    step, or use the encoder without a seed (global RNG; inductor then draws
+    its own random numbers unless ``torch._inductor.config.fallback_random``).
+    """
+    opt = getattr(learner, "optimizer", None)
+    if opt is None:
+        return torch.compile(learner.step, fullgraph=fullgraph, **compile_kwargs)
+
+    update = torch.compile(lambda x, y: learner.local_update(x, y, into_grad=True), fullgraph=fullgraph,
+                           **compile_kwargs)
+    opt_step = torch.compile(opt.step, **compile_kwargs) if compile_optimizer else opt.step
+    params = [p for group in opt.param_groups for p in group["params"]]
+
+    def step(x: Tensor, y: Tensor) -> Tensor:
+        with torch.no_grad():
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                else:
+                    p.grad.zero_()
+        logits = update(x, y)
+        opt_step()
+        learner.steps += 1
+        return logits
+
+    return step
