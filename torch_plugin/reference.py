@@ -150,7 +150,7 @@ def stdp_update(weight, pre_spikes, post_spikes, tau_pre=20.0, tau_post=20.0, a_
     """Traces stepped in a loop; LTP at post spikes (pre trace), LTD at pre spikes (post trace)."""
     steps, b, _ = pre_spikes.shape
     h = post_spikes.shape[2]
-    m = torch.ones(b, h, dtype=weight.dtype) if modulator is None else modulator.expand(b, h)
+    m = torch.ones(b, h, dtype=weight.dtype, device=weight.device) if modulator is None else modulator.expand(b, h)
     x = torch.zeros_like(pre_spikes[0])
     y = torch.zeros_like(post_spikes[0])
     ltp = torch.zeros_like(weight)
