@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "../update_ops.h"
+#include "elementwise.h"
 
 namespace naca::cpu {
 
@@ -13,8 +14,8 @@ at::Tensor modulation(const at::Tensor& level, double lam, double theta) {
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     const auto l = static_cast<scalar_t>(lam);
     const auto th = static_cast<scalar_t>(theta);
-    at::parallel_for(0, level.numel(), 4096, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) o[i] = naca::modulation(x[i], l, th);
+    at::parallel_for(0, level.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) o[i] = modulation_select(x[i], l, th);
     });
   });
   return out;

@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "../update_ops.h"
+#include "elementwise.h"
 
 namespace naca::cpu {
 
@@ -14,12 +15,11 @@ at::Tensor neuromodulator(const at::Tensor& labels, const at::Tensor& ni, const 
   AT_DISPATCH_FLOATING_TYPES(ni.scalar_type(), "naca_neuromodulator_cpu", [&] {
     const scalar_t* w = ni.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, batch * features, 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t b = i / features, j = i % features;
-        const scalar_t* row = w + k[y[b]] * features;
-        o[i] = neuromodulator_level(row[j], row[features + j]);
-      }
+    for_rows(batch, features, [&](int64_t b, int64_t j0, int64_t j1, int64_t off) {
+      const scalar_t* __restrict__ lo = w + k[y[b]] * features;
+      const scalar_t* __restrict__ hi = lo + features;
+      scalar_t* __restrict__ ob = o + off;
+      for (int64_t j = j0; j < j1; ++j) ob[j] = neuromodulator_level(lo[j], hi[j]);
     });
   });
   return out;

@@ -3,17 +3,22 @@
 #include <torch/library.h>
 
 #include "../update_ops.h"
+#include "elementwise.h"
 
 namespace naca::cpu {
 
 at::Tensor activation_delta(const at::Tensor& preact, const at::Tensor& signal, Activation act) {
+  const auto src = grad_source(preact, act);
   auto out = at::empty_like(preact);
   AT_DISPATCH_FLOATING_TYPES(preact.scalar_type(), "naca_activation_delta_cpu", [&] {
-    const scalar_t* z = preact.const_data_ptr<scalar_t>();
+    const scalar_t* u = src.const_data_ptr<scalar_t>();
     const scalar_t* s = signal.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, preact.numel(), 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) o[i] = s[i] * activation_grad(z[i], act);
+    dispatch_activation(act, [&](auto tag) {
+      constexpr Activation A = decltype(tag)::value;
+      at::parallel_for(0, preact.numel(), kGrain, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) o[i] = s[i] * finish_grad<A>(u[i]);
+      });
     });
   });
   return out;
