@@ -1,0 +1,672 @@
+"""Comparative studies: train the same model with backprop, NACA and SBP side by side.
+
+    python -m torch_plugin.compare                 # short default study on Fashion-MNIST (a few minutes, 2 CPU cores)
+    python -m torch_plugin.compare --scenario class-incremental --seeds 0,1,2 --stop-at 0.95 --out results
+    python -m torch_plugin.compare --dataset digits --epochs 5 --quiet
+
+Writes to --out: results.json (every number, schema in the README / ``RESULTS_SCHEMA``),
+results.md (the table printed at the end: mean +- std over seeds) and PNG plots
+(accuracy_curves.png; class-incremental: acc_matrix.png and weight_change.png).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import data as tpdata
+from . import metrics as M
+
+METHODS = ("bp", "naca", "sbp", "bp-surrogate")
+MODELS = ("mlp", "conv", "snn")
+
+# Default learning rates, measured (see examples/results/README.md): (method, optimizer) -> lr.
+# NACA's update sums over the batch (the reference code), BP's cross-entropy averages it,
+# so their SGD learning rates live on different scales.
+DEFAULT_LR = {
+    ("bp", "sgd"): 0.1, ("bp", "adam"): 1e-3,
+    ("naca", "sgd"): None, ("naca", "adam"): 1e-3,  # None: 2 / in_features (0.0026 at 784, 0.031 at 64)
+    ("sbp", "sgd"): 1.0, ("sbp", "adam"): 1.0,      # SBP has its own step (alpha = lr * (0.1, 0.05))
+    ("bp-surrogate", "sgd"): 0.1, ("bp-surrogate", "adam"): 1e-3,
+}
+SNN_NACA_LR = {"sgd": 1e-3, "adam": 1e-3}
+SBP_SNN_LR = 2.0
+
+RESULTS_SCHEMA = {
+    "schema_version": "int, 1",
+    "command": "str, the command line",
+    "config": "dict, every option after defaults were resolved (lr per method in 'lr')",
+    "dataset": "dict: name, train_samples, test_samples, num_classes, sample_shape",
+    "environment": "dict: torch, python, platform, device, threads, started (ISO time)",
+    "runs": "list of run dicts, one per (method, seed), see RUN_SCHEMA",
+    "summary": "dict method -> metric -> {mean, std, n} over seeds (std: sample std, 0 for one seed)",
+    "files": "dict: table (results.md), plots (list of PNG names)",
+}
+RUN_SCHEMA = {
+    "method": "bp | naca | sbp | bp-surrogate", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
+    "optimizer": "sgd | adam | sbp", "lr": "float", "parameters": "int, trainable parameters",
+    "epochs": "list of {task, epoch, train_acc, test_acc, seconds, samples_per_s} in training order "
+              "(task 0 in the standard scenario; test_acc on the whole test set)",
+    "test_acc_per_epoch": "list of float, test accuracy after each epoch (whole test set)",
+    "final_test_acc": "float in [0, 1]",
+    "epochs_to_criterion": "standard scenario: metrics.epochs_to_criterion of the run's own test errors "
+                           "{value, thresholds, rule, censored, reached}; null in class-incremental",
+    "epochs_to_criterion_shared": "same with the best error over all runs of the study as the lower end",
+    "multiplies_per_sample": "{formula: int|null (papers' formula, one-hidden-layer MLP only), "
+                             "formula_text, measured: float|null (FlopCounterMode MACs per sample of one step)}",
+    "seconds_per_epoch": "float, mean training wall time of an epoch (evaluation excluded)",
+    "samples_per_s": "float, training samples per second",
+    "peak_memory": "{cpu_rss_bytes: int, cuda_bytes: int|null}",
+    "weight_change": "metrics.weight_change_stats of the last hidden layer's weight over all training, plus 'layer'",
+    "gate": "bool, NACA's input gate on", "gate_by_class_eval": "null, or (with --gate) the same model evaluated "
+    "on class-sorted test batches of --gate-eval-batch-size (the authors' protocol; leaks the class through the "
+    "gate): {test_acc, batch_size, and class-incremental: acc_matrix, mean_acc_after_last, forgetting, bwt}",
+    "class_incremental": "null, or {tasks, epochs_per_task, acc_matrix (R[i][j]: task j after task i), "
+                         "class_acc_matrix (rows after-task, columns classes), mean_acc_after_last "
+                         "(mean per-class accuracy), mean_task_acc_after_last, forgetting (per task), "
+                         "forgetting_per_class, bwt}",
+}
+
+
+# ----------------------------------------------------------------------------- arguments
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="torch-plugin-compare",
+        description="Train the same network with backprop, NACA and SBP; report accuracy, epochs to "
+                    "criterion, cost, forgetting; write results.json, results.md and plots.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--methods", default="bp,naca", help="comma list of: " + ", ".join(METHODS))
+    p.add_argument("--model", default="mlp", choices=MODELS,
+                   help="mlp: Flatten-NACALinear(tanh)-NACAOutput; conv: the papers' conv64-conv128-FC-FC; "
+                        "snn: models.spiking_mlp (LIF, T steps)")
+    p.add_argument("--hidden", default="1000", help="hidden widths, comma list (conv: the FC width)")
+    p.add_argument("--channels", default="64,128", help="conv model's channels")
+    p.add_argument("--T", type=int, default=20, help="snn time steps")
+    p.add_argument("--scenario", default="standard", choices=("standard", "class-incremental"))
+    p.add_argument("--tasks-classes", type=int, default=2, choices=(1, 2),
+                   help="classes per task in the class-incremental scenario")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs (standard, default 3) or the most epochs per task (class-incremental, default 10)")
+    p.add_argument("--stop-at", type=float, default=None,
+                   help="stop a task (standard: the training) once the epoch's training accuracy reaches this "
+                        "(class-incremental default 0.95, the papers' rule; 0 disables)")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist | digits | a folder of IDX files | an .npz file")
+    p.add_argument("--train-subset", type=int, default=None,
+                   help="training samples used (stratified, seeded); default 10000 for the default "
+                        "fashion-mnist standard study, all otherwise")
+    p.add_argument("--test-subset", type=int, default=None, help="test samples used (default all)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--seeds", default="0", help="comma list of seeds")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"),
+                   help="the optimizer family shared by BP and NACA (NACA sgd: its in-place step; "
+                        "adam: NACA's update as a pseudo-gradient)")
+    p.add_argument("--lr", default="",
+                   help="per-method learning rates, e.g. bp=0.1,naca=0.003 (defaults: bp sgd 0.1 / adam 1e-3; "
+                        "naca sgd 2/in_features / adam 1e-3; sbp 1.0 (snn 2.0); bp-surrogate adam 1e-3)")
+    p.add_argument("--activation", default="tanh", choices=("tanh", "sigmoid", "relu"),
+                   help="hidden activation of the mlp/conv models (sbp's ANN is always sigmoid)")
+    p.add_argument("--output-sigmoid-grad", default="auto", choices=("auto", "on", "off"),
+                   help="NACA output delta (sigmoid(z)-y)*sigmoid'(z) (on) or without sigmoid' (off); auto: on "
+                        "for standard, off for class-incremental (as the authors' class-CL code)")
+    p.add_argument("--gate", action="store_true",
+                   help="NACA's input-derived gate (ALGORITHMS.md 1.4, class-CL code); off by default because at "
+                        "test time it sees the test batch's mean input, which can leak the class")
+    p.add_argument("--gate-delta", type=float, default=0.2)
+    p.add_argument("--gate-eval-batch-size", type=int, default=16,
+                   help="with --gate, the run is also evaluated the authors' way: test set sorted by class, "
+                        "batches of this size (mostly one class: the gate sees the class), reported apart")
+    p.add_argument("--eval-batch-size", type=int, default=1000,
+                   help="test batch size (with --gate the gate sees each test batch)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--out", default="compare_results", help="output folder")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    return p
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(v) for v in str(text).split(",") if v.strip() != ""]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = build_parser()
+    a = p.parse_args(argv)
+    a.methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    bad = [m for m in a.methods if m not in METHODS]
+    if bad or not a.methods:
+        p.error(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
+    if "bp-surrogate" in a.methods and a.model != "snn":
+        p.error("--methods bp-surrogate trains a spiking network: use it with --model snn")
+    if "sbp" in a.methods and a.model == "conv":
+        p.error("--methods sbp needs a one-hidden-layer network: --model mlp or snn")
+    a.seeds = _int_list(a.seeds)
+    a.hidden = _int_list(a.hidden)
+    a.channels = _int_list(a.channels)
+    if not a.seeds or not a.hidden:
+        p.error("--seeds and --hidden need at least one value")
+    if "sbp" in a.methods and len(a.hidden) != 1:
+        p.error("--methods sbp needs exactly one hidden layer (--hidden N)")
+    ci = a.scenario == "class-incremental"
+    if a.epochs is None:
+        a.epochs = 10 if ci else 3
+    if a.epochs < 1:
+        p.error("--epochs must be >= 1")
+    if a.stop_at is None:
+        a.stop_at = 0.95 if ci else 0.0
+    if not 0.0 <= a.stop_at <= 1.0:
+        p.error("--stop-at must be in [0, 1]")
+    if a.train_subset is None and a.dataset == "fashion-mnist" and not ci:
+        a.train_subset = 10000
+    lrs = {}
+    for item in filter(None, (s.strip() for s in a.lr.split(","))):
+        if "=" not in item:
+            p.error(f"--lr expects method=value pairs, got {item!r}")
+        k, v = item.split("=", 1)
+        if k not in METHODS:
+            p.error(f"--lr: unknown method {k!r}")
+        lrs[k] = float(v)
+    a.lr_given = lrs
+    if a.gate and a.model != "mlp":
+        p.error("--gate is implemented for --model mlp")
+    return a
+
+
+# ----------------------------------------------------------------------------- models and learners
+
+def _import(name: str, what: str):
+    """Lazy access to parts another issue provides (spiking models, SBP)."""
+    import importlib
+
+    mod_name, attr = name.rsplit(".", 1)
+    try:
+        obj = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise SystemExit(f"{what} needs {name}, which this torch_plugin build does not provide ({e})") from None
+    return obj
+
+
+def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Module, str]:
+    from . import models
+
+    n, d = ds.num_classes, ds.in_features
+    hid = "-".join(str(h) for h in args.hidden)
+    if args.model == "snn":
+        spiking_mlp = _import("torch_plugin.models.spiking_mlp", "--model snn")
+        return spiking_mlp(d, args.hidden, n, T=args.T, seed=seed), f"snn {d}-{hid}-{n} T={args.T}"
+    if args.model == "conv":
+        if len(ds.sample_shape) != 3:
+            raise SystemExit(f"--model conv needs image data (C, H, W); this dataset's samples are {ds.sample_shape}")
+        ch = "-".join(f"conv{c}" for c in args.channels)
+        return (models.conv_net(ds.sample_shape, n, channels=args.channels, hidden=args.hidden[0],
+                                activation=args.activation, seed=seed),
+                f"conv {ch}-FC{args.hidden[0]}-FC{n}")
+    if method == "sbp":
+        sbp_ann = _import("torch_plugin.models.sbp_ann", "--methods sbp")
+        return sbp_ann(d, args.hidden[0], n, seed=seed), f"mlp {d}-{hid}-{n} (sigmoid)"
+    sig = args.output_sigmoid_grad == "on" or (args.output_sigmoid_grad == "auto" and args.scenario == "standard")
+    return (models.mlp(d, args.hidden, n, activation=args.activation, seed=seed, sigmoid_grad=sig),
+            f"mlp {d}-{hid}-{n}")
+
+
+def resolve_lr(args, method: str, ds: tpdata.Dataset) -> float:
+    if method in args.lr_given:
+        return args.lr_given[method]
+    if method == "naca" and args.model == "snn":
+        return SNN_NACA_LR[args.optimizer]
+    if method == "sbp" and args.model == "snn":
+        return SBP_SNN_LR
+    lr = DEFAULT_LR[(method, args.optimizer)]
+    if lr is None:  # NACA in-place SGD: the batch-summed update scales with the fan-in
+        lr = 2.0 / ds.in_features
+    return float(lr)
+
+
+class InputGate:
+    """ALGORITHMS.md 1.4's gate on a NACALinear: m = batch mean of the layer input,
+    resampled to H entries; mask_j = sigmoid(1000 (m_j - (max m - delta))). It multiplies
+    the layer's output (activity) and, through ``scale_grads``, its update (plasticity)."""
+
+    def __init__(self, layer: nn.Module, delta: float):
+        self.layer, self.delta, self.mask = layer, float(delta), None
+        self.handle = layer.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        x = inputs[0].detach().flatten(1)
+        m = x.mean(0).view(1, 1, -1)
+        m = F.interpolate(m, size=output.shape[1], mode="nearest").view(-1)
+        self.mask = torch.sigmoid(1000.0 * (m - (m.max() - self.delta)))
+        return output * self.mask
+
+    def scale_grads(self) -> None:
+        w, b = self.layer.weight, self.layer.bias
+        if w.grad is not None:
+            w.grad.mul_(self.mask.view(-1, 1))
+        if b is not None and b.grad is not None:
+            b.grad.mul_(self.mask)
+
+
+def make_step(args, method: str, model: nn.Module, lr: float) -> tuple[Callable[[Tensor, Tensor], Tensor], str]:
+    """A function step(x, y) -> logits that trains on one batch, and the optimizer's name."""
+    if method == "naca":
+        from .learn import NACA
+        from .nn import NACALinear
+
+        gates = []
+        if args.gate:
+            gates = [InputGate(m, args.gate_delta) for m in model.modules() if isinstance(m, NACALinear)]
+        if args.optimizer == "adam" or gates:
+            opt = (torch.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"
+                   else torch.optim.SGD(model.parameters(), lr=lr))  # SGD on the pseudo-gradient = in-place step
+            learner = NACA(model, optimizer=opt)
+
+            def step(x, y):
+                opt.zero_grad(set_to_none=False)
+                out = learner.local_update(x, y)
+                for g in gates:
+                    g.scale_grads()
+                opt.step()
+                return out
+            return step, args.optimizer
+        learner = NACA(model, lr=lr)
+        return learner.step, "sgd"
+    if method == "sbp":
+        SBP = _import("torch_plugin.learn.SBP", "--methods sbp")
+        learner = SBP(model, lr=lr, seed=0)
+        return learner.step, "sbp"
+    # bp (and bp-surrogate: BPTT through the spiking model's surrogate spike gradients)
+    opt = (torch.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"
+           else torch.optim.SGD(model.parameters(), lr=lr))
+    spiking = args.model == "snn"
+
+    def step(x, y):
+        model.train()
+        out = model(x)
+        if spiking:  # firing rates in [0, 1]: MSE to the one-hot target
+            loss = F.mse_loss(out, F.one_hot(y, out.shape[1]).to(out.dtype))
+        else:
+            loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return out.detach()
+    return step, args.optimizer
+
+
+def last_hidden_weight(model: nn.Module) -> tuple[str, Optional[nn.Parameter]]:
+    """(name, weight) of the last hidden fully-connected layer (the 1000-unit layer of the papers)."""
+    from .nn import NACALinear
+
+    found = None
+    for name, m in model.named_modules():
+        is_output = getattr(m, "is_output", False)
+        if isinstance(m, NACALinear) or (type(m).__name__ == "NACASpikingLinear" and not is_output):
+            found = (name, m.weight)
+    return found if found else ("", None)
+
+
+# ----------------------------------------------------------------------------- one run
+
+def _progress(iterable, total, desc, quiet):
+    if quiet:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5)
+
+
+def _log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        from tqdm import tqdm
+
+        tqdm.write(msg)
+
+
+def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list[int]]) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model, desc = build_model(args, method, ds, seed)
+    model.to(device)
+    lr = resolve_lr(args, method, ds)
+    step, opt_name = make_step(args, method, model, lr)
+    layer_name, w_hidden = last_hidden_weight(model)
+    w0 = w_hidden.detach().clone() if w_hidden is not None else None
+    gen = torch.Generator().manual_seed(seed)
+    ci = args.scenario == "class-incremental"
+    nparams = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    xte, yte = ds.x_test, ds.y_test
+    eval_bs = args.eval_batch_size
+
+    def evaluate() -> Tensor:
+        return M.predict(model, xte, eval_bs, device)
+
+    gate = bool(args.gate and method == "naca")
+    by_class_order = torch.argsort(yte.cpu(), stable=True)
+
+    def evaluate_by_class() -> Tensor:  # the authors' protocol: one-class test batches (the gate's leak)
+        pred = M.predict(model, xte[by_class_order.to(xte.device)], args.gate_eval_batch_size, device)
+        out = torch.empty_like(pred)
+        out[by_class_order] = pred
+        return out
+
+    M.reset_peak_memory(device)
+    epochs, test_curve = [], []
+    acc_rows, class_rows, epochs_per_task = [], [], []
+    leak_rows, leak_class_rows = [], []
+    measured = None
+    total_time, total_samples = 0.0, 0
+    for t, classes in enumerate(tasks):
+        xtr, ytr = (ds.x_train, ds.y_train) if not ci else tpdata.task_subset(ds.x_train, ds.y_train, classes)
+        n_task = 0
+        for epoch in range(args.epochs):
+            correct, seen = 0, 0
+            nb = math.ceil(len(xtr) / args.batch_size)
+            label = f"{method} s{seed}" + (f" task {t + 1}/{len(tasks)}" if ci else "") + f" ep {epoch + 1}"
+            with M.Timer(device) as timer:
+                for i, (xb, yb) in enumerate(_progress(tpdata.batches(xtr, ytr, args.batch_size, generator=gen),
+                                                       nb, label, args.quiet)):
+                    xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                    if measured is None and i == 0:
+                        box = {}
+                        measured = M.measured_macs(lambda: box.setdefault("out", step(xb, yb)), len(xb))
+                        measured = -1.0 if measured is None else measured
+                        out = box["out"]
+                    else:
+                        out = step(xb, yb)
+                    correct += int((out.argmax(1) == yb).sum())
+                    seen += len(yb)
+            train_acc = correct / max(seen, 1)
+            total_time += timer.seconds
+            total_samples += seen
+            pred = evaluate()
+            test_acc = M.accuracy(pred, yte)
+            test_curve.append(test_acc)
+            epochs.append({"task": t, "epoch": epoch + 1, "train_acc": train_acc, "test_acc": test_acc,
+                           "seconds": timer.seconds, "samples_per_s": seen / max(timer.seconds, 1e-12)})
+            n_task += 1
+            _log(f"{label}: train acc {train_acc:.4f}  test acc {test_acc:.4f}  ({timer.seconds:.1f} s)", args.quiet)
+            if not math.isfinite(train_acc) or (args.stop_at > 0 and train_acc >= args.stop_at):
+                break
+        epochs_per_task.append(n_task)
+        if ci:
+            pred = evaluate()
+            acc_rows.append(M.task_accuracies(pred, yte, tasks))
+            class_rows.append(M.per_class_accuracy(pred, yte, ds.num_classes))
+            if gate:
+                pred = evaluate_by_class()
+                leak_rows.append(M.task_accuracies(pred, yte, tasks))
+                leak_class_rows.append(M.per_class_accuracy(pred, yte, ds.num_classes))
+    mem = M.peak_memory(device)
+    leak = None
+    if gate:
+        pred = evaluate_by_class()
+        leak = {"test_acc": M.accuracy(pred, yte), "batch_size": args.gate_eval_batch_size}
+        if ci:
+            leak.update({"acc_matrix": leak_rows, "mean_acc_after_last": float(np.nanmean(leak_class_rows[-1])),
+                         "forgetting": M.forgetting(leak_rows), "bwt": M.backward_transfer(leak_rows)})
+
+    run: dict[str, Any] = {
+        "method": method, "seed": seed, "model": desc, "optimizer": opt_name, "lr": lr, "parameters": nparams,
+        "gate": gate, "gate_by_class_eval": leak,
+        "epochs": epochs, "test_acc_per_epoch": test_curve, "final_test_acc": test_curve[-1],
+        "epochs_to_criterion": None if ci else M.epochs_to_criterion([1 - a for a in test_curve]),
+        "epochs_to_criterion_shared": None,
+        "seconds_per_epoch": total_time / len(epochs),
+        "samples_per_s": total_samples / max(total_time, 1e-12),
+        "peak_memory": mem,
+        "weight_change": None,
+        "class_incremental": None,
+    }
+    m_in = ds.in_features
+    formula = None
+    if args.model == "mlp" and len(args.hidden) == 1:
+        formula = M.multiplies_formula(method, m_in, args.hidden[0], ds.num_classes)
+    run["multiplies_per_sample"] = {
+        "formula": formula,
+        "formula_text": {"naca": "max(mn,km)+max(nk,kn)", "bp": "mn+n^2+kn+nm"}.get(method) if formula else None,
+        "measured": None if measured is None or measured < 0 else measured,
+    }
+    if w0 is not None:
+        run["weight_change"] = dict(M.weight_change_stats(w0, w_hidden), layer=layer_name)
+    if ci:
+        learned_at = [next(i for i, cl in enumerate(tasks) if c in cl) for c in range(ds.num_classes)]
+        run["class_incremental"] = {
+            "tasks": tasks, "epochs_per_task": epochs_per_task, "acc_matrix": acc_rows,
+            "class_acc_matrix": class_rows,
+            "mean_acc_after_last": float(np.nanmean(class_rows[-1])),
+            "mean_task_acc_after_last": M.mean_accuracy_after_last(acc_rows),
+            "forgetting": M.forgetting(acc_rows),
+            "forgetting_per_class": M.forgetting_columns(np.nan_to_num(class_rows), learned_at),
+            "bwt": M.backward_transfer(acc_rows),
+        }
+    return run
+
+
+# ----------------------------------------------------------------------------- summary, table, plots
+
+SUMMARY_KEYS = {
+    "final_test_acc": lambda r: r["final_test_acc"],
+    "epochs_to_criterion": lambda r: r["epochs_to_criterion"] and r["epochs_to_criterion"]["value"],
+    "epochs_to_criterion_shared": lambda r: r["epochs_to_criterion_shared"] and r["epochs_to_criterion_shared"]["value"],
+    "epochs_trained": lambda r: len(r["epochs"]),
+    "multiplies_formula": lambda r: r["multiplies_per_sample"]["formula"],
+    "multiplies_measured": lambda r: r["multiplies_per_sample"]["measured"],
+    "seconds_per_epoch": lambda r: r["seconds_per_epoch"],
+    "samples_per_s": lambda r: r["samples_per_s"],
+    "peak_rss_mib": lambda r: r["peak_memory"]["cpu_rss_bytes"] / 2**20,
+    "peak_cuda_mib": lambda r: r["peak_memory"]["cuda_bytes"] and r["peak_memory"]["cuda_bytes"] / 2**20,
+    "weight_frac_below_1e-3": lambda r: r["weight_change"] and r["weight_change"]["fraction_below"]["0.001"],
+    "mean_acc_after_last": lambda r: r["class_incremental"] and r["class_incremental"]["mean_acc_after_last"],
+    "forgetting": lambda r: r["class_incremental"] and r["class_incremental"]["forgetting"],
+    "bwt": lambda r: r["class_incremental"] and r["class_incremental"]["bwt"],
+    "gate_by_class_test_acc": lambda r: r["gate_by_class_eval"] and r["gate_by_class_eval"]["test_acc"],
+    "gate_by_class_mean_acc_after_last":
+        lambda r: r["gate_by_class_eval"] and r["gate_by_class_eval"].get("mean_acc_after_last"),
+}
+
+
+def summarize(runs: list[dict], methods: list[str]) -> dict:
+    out = {}
+    for m in methods:
+        rs = [r for r in runs if r["method"] == m]
+        out[m] = {}
+        for key, get in SUMMARY_KEYS.items():
+            vals = [get(r) for r in rs]
+            vals = [float(v) for v in vals if v is not None and not isinstance(v, bool)]
+            if vals:
+                out[m][key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+                               "n": len(vals)}
+    return out
+
+
+def _pm(s: dict, key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    if key not in s:
+        return "-"
+    v = s[key]
+    if v["n"] > 1 and v["std"] > 0:
+        return f"{fmt.format(v['mean'] * scale)} ± {fmt.format(v['std'] * scale)}"
+    return fmt.format(v["mean"] * scale)
+
+
+def markdown_table(summary: dict, ci: bool, nseeds: int) -> str:
+    cols = [("method", None, 1, "")]
+    if ci:
+        cols += [("mean acc after last task (%)", "mean_acc_after_last", 100, "{:.2f}"),
+                 ("forgetting (%)", "forgetting", 100, "{:.2f}"), ("BWT (%)", "bwt", 100, "{:.2f}"),
+                 ("epochs trained", "epochs_trained", 1, "{:.1f}"),
+                 ("hidden |ΔW|<1e-3 (%)", "weight_frac_below_1e-3", 100, "{:.1f}")]
+    else:
+        cols += [("test acc (%)", "final_test_acc", 100, "{:.2f}"),
+                 ("epochs to criterion", "epochs_to_criterion", 1, "{:.2f}"),
+                 ("epochs to shared criterion", "epochs_to_criterion_shared", 1, "{:.2f}")]
+    cols += [("mult./sample formula", "multiplies_formula", 1, "{:.3g}"),
+             ("MAC/sample measured", "multiplies_measured", 1, "{:.3g}"),
+             ("s/epoch", "seconds_per_epoch", 1, "{:.2f}"), ("samples/s", "samples_per_s", 1, "{:.0f}"),
+             ("peak RSS (MiB)", "peak_rss_mib", 1, "{:.0f}")]
+    if any("gate_by_class_test_acc" in s for s in summary.values()):
+        key = "gate_by_class_mean_acc_after_last" if ci else "gate_by_class_test_acc"
+        cols.insert(2, ("with gate, class-sorted test batches (%)", key, 100, "{:.2f}"))
+    if any("peak_cuda_mib" in s for s in summary.values()):
+        cols.append(("peak CUDA (MiB)", "peak_cuda_mib", 1, "{:.0f}"))
+    head = "| " + " | ".join(c[0] for c in cols) + " |"
+    sep = "|" + "|".join("---" for _ in cols) + "|"
+    lines = [head, sep]
+    for m, s in summary.items():
+        lines.append("| " + " | ".join([m] + [_pm(s, k, sc, f) for _, k, sc, f in cols[1:]]) + " |")
+    note = f"mean ± std over {nseeds} seeds" if nseeds > 1 else "one seed"
+    return "\n".join(lines) + f"\n\n({note})\n"
+
+
+def make_plots(runs: list[dict], methods: list[str], ci: bool, out: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in runs:
+        curve = [100 * a for a in r["test_acc_per_epoch"]]
+        ax.plot(range(1, len(curve) + 1), curve, color=colors[r["method"]], alpha=0.8, marker="o", ms=3,
+                label=r["method"] if r["seed"] == min(x["seed"] for x in runs if x["method"] == r["method"]) else None)
+        if ci:
+            ends = np.cumsum(r["class_incremental"]["epochs_per_task"])[:-1]
+            for e in ends:
+                ax.axvline(e + 0.5, color="0.85", lw=0.8, zorder=0)
+    ax.set_xlabel("epoch" + (" (all tasks, grey lines: task boundaries of each run)" if ci else ""))
+    ax.set_ylabel("test accuracy (%) on all classes")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "accuracy_curves.png"), dpi=120)
+    plt.close(fig)
+    files.append("accuracy_curves.png")
+    if ci:
+        fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.8), squeeze=False)
+        for ax, m in zip(axes[0], methods):
+            mats = [np.asarray(r["class_incremental"]["acc_matrix"]) for r in runs if r["method"] == m]
+            mat = 100 * np.mean(mats, axis=0)
+            im = ax.imshow(mat, vmin=0, vmax=100, cmap="viridis")
+            for i in range(mat.shape[0]):
+                for j in range(mat.shape[1]):
+                    ax.text(j, i, f"{mat[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                            color="w" if mat[i, j] < 60 else "k")
+            ax.set_title(f"{m}: accuracy (%), mean of {len(mats)} seed(s)", fontsize=9)
+            ax.set_xlabel("evaluated task")
+            ax.set_ylabel("after training task")
+            ax.set_xticks(range(mat.shape[1]))
+            ax.set_yticks(range(mat.shape[0]))
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+        fig.savefig(os.path.join(out, "acc_matrix.png"), dpi=120)
+        plt.close(fig)
+        files.append("acc_matrix.png")
+    wc = [r for r in runs if r["weight_change"]]
+    if wc:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for m in methods:
+            rs = [r["weight_change"] for r in wc if r["method"] == m]
+            if not rs:
+                continue
+            counts = np.sum([w["hist_counts"] for w in rs], axis=0)
+            edges = np.asarray(rs[0]["hist_log10_edges"])
+            frac = counts / counts.sum()
+            ax.stairs(100 * frac, edges, color=colors[m], label=f"{m} ({rs[0]['layer']})", lw=1.5)
+        ax.set_xlabel("log10 |ΔW| per synapse of the hidden layer, over all training (clipped to the axis)")
+        ax.set_ylabel("synapses (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "weight_change.png"), dpi=120)
+        plt.close(fig)
+        files.append("weight_change.png")
+    return files
+
+
+# ----------------------------------------------------------------------------- main
+
+def run_study(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    try:
+        ds = tpdata.load_dataset(args.dataset, args.train_subset, args.test_subset, seed=0)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
+    ds.x_train, ds.y_train = ds.x_train.to(args.device), ds.y_train.to(args.device)
+    ds.x_test, ds.y_test = ds.x_test.to(args.device), ds.y_test.to(args.device)
+    ci = args.scenario == "class-incremental"
+    tasks = tpdata.class_incremental_tasks(ds.num_classes, args.tasks_classes) if ci else [list(range(ds.num_classes))]
+    os.makedirs(args.out, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    _log(f"{ds.name}: {len(ds.x_train)} train / {len(ds.x_test)} test, {ds.num_classes} classes; model {args.model}; "
+         f"{args.scenario}" + (f" ({len(tasks)} tasks)" if ci else "") + f"; methods {','.join(args.methods)}; "
+         f"seeds {args.seeds}; device {args.device}", args.quiet)
+    runs = []
+    for method in args.methods:
+        for seed in args.seeds:
+            runs.append(train_run(args, method, seed, ds, tasks))
+    if not ci:  # epochs to criterion against the best error of the whole study
+        best = min(1 - a for r in runs for a in r["test_acc_per_epoch"])
+        for r in runs:
+            r["epochs_to_criterion_shared"] = M.epochs_to_criterion([1 - a for a in r["test_acc_per_epoch"]], best)
+    summary = summarize(runs, args.methods)
+    table = markdown_table(summary, ci, len(args.seeds))
+    config = {k: v for k, v in vars(args).items() if k not in ("lr_given", "_argv")}
+    config["lr"] = {m: resolve_lr(args, m, ds) for m in args.methods}
+    result = {
+        "schema_version": 1,
+        "command": " ".join(["python -m torch_plugin.compare"] + sys.argv[1:]) if args._argv is None
+        else " ".join(["python -m torch_plugin.compare"] + list(args._argv)),
+        "config": config,
+        "dataset": {"name": ds.name, "train_samples": len(ds.x_train), "test_samples": len(ds.x_test),
+                    "num_classes": ds.num_classes, "sample_shape": list(ds.sample_shape)},
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "platform": platform.platform(), "device": str(args.device),
+                        "threads": torch.get_num_threads(), "started": started},
+        "runs": runs, "summary": summary,
+        "files": {"table": "results.md", "plots": []},
+    }
+    if not args.no_plots:
+        result["files"]["plots"] = make_plots(runs, args.methods, ci, args.out)
+    header = (f"Study: {ds.name}, {runs[0]['model']}, {args.scenario}"
+              + (f" ({len(tasks)} tasks of {args.tasks_classes} classes, stop at {args.stop_at:.0%} train acc, "
+                 f"max {args.epochs} epochs/task)" if ci else f", {args.epochs} epochs")
+              + f", {len(ds.x_train)} training samples, batch {args.batch_size}, optimizer {args.optimizer}, "
+              f"lr {config['lr']}\n\nCommand: `{result['command']}`\n\n")
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(header + table)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1, allow_nan=True)
+    result["table"] = table
+    return result
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args._argv = argv
+    result = run_study(args)
+    print(result["table"], end="")
+    if not args.quiet:
+        print(f"wrote {os.path.join(args.out, 'results.json')}, results.md"
+              + (", " + ", ".join(result["files"]["plots"]) if result["files"]["plots"] else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
