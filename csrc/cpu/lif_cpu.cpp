@@ -1,11 +1,15 @@
-// CPU: the fused multi-step LIF scan and the lif_forward op. One task per
-// (b, n) neuron runs all T steps, as one CUDA thread does.
+// CPU: the fused multi-step LIF scan and the lif_forward op. Each task runs
+// all T steps for a range of (b, n) neurons, as one CUDA thread does for one.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+
+#include <algorithm>
 
 #include "../snn_ops.h"
 
 namespace naca::cpu {
+
+constexpr int64_t kBlock = 2048;  // neurons per block: a few arrays of them fit in L1/L2
 
 std::tuple<at::Tensor, at::Tensor> lif_scan(const at::Tensor& current, const at::Tensor& v0,
                                             const at::Tensor& s0, double decay, double threshold,
@@ -21,14 +25,22 @@ std::tuple<at::Tensor, at::Tensor> lif_scan(const at::Tensor& current, const at:
     scalar_t* vo = volts.mutable_data_ptr<scalar_t>();
     const auto dec = static_cast<scalar_t>(decay);
     const auto th = static_cast<scalar_t>(threshold);
-    at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
-      for (int64_t j = begin; j < end; ++j) {
-        scalar_t v = vi[j], s = si[j];
+    // Time-outer over blocks of neurons: the inner loop is contiguous and
+    // vectorizes, and step t - 1 of the block is still in cache at step t.
+    at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
+      for (int64_t j0 = begin; j0 < end; j0 += kBlock) {
+        const int64_t j1 = std::min(end, j0 + kBlock);
         for (int64_t t = 0; t < steps; ++t) {
-          v = lif_voltage(v, s, in[t * n + j], dec, th, soft_reset);
-          s = lif_spike(v, th);
-          vo[t * n + j] = v;
-          so[t * n + j] = s;
+          const scalar_t* vp = t == 0 ? vi : vo + (t - 1) * n;
+          const scalar_t* sp = t == 0 ? si : so + (t - 1) * n;
+          const scalar_t* it = in + t * n;
+          scalar_t* vt = vo + t * n;
+          scalar_t* st = so + t * n;
+          for (int64_t j = j0; j < j1; ++j) {
+            const scalar_t v = lif_voltage(vp[j], sp[j], it[j], dec, th, soft_reset);
+            vt[j] = v;
+            st[j] = lif_spike(v, th);
+          }
         }
       }
     });

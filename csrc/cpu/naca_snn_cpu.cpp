@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "../snn_ops.h"
+#include "elementwise.h"
 
 namespace naca::cpu {
 
@@ -17,12 +18,16 @@ at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes, const
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     const auto th = static_cast<scalar_t>(threshold);
     const auto ln = static_cast<scalar_t>(lens);
-    at::parallel_for(0, (steps - t0) * bh, 4096, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
-        const int64_t t = t0 + k / bh, j = k % bh;
-        const scalar_t s_prev = t > 0 ? s[(t - 1) * bh + j] : scalar_t(0);
-        o[k] = sig[j] * snn_eligibility(v[t * bh + j], s_prev, th, ln);
+    for_rows(steps - t0, bh, [&](int64_t r, int64_t j0, int64_t j1, int64_t off) {
+      const int64_t t = t0 + r;
+      const scalar_t* vt = v + t * bh;
+      scalar_t* ot = o + off;
+      if (t == 0) {
+        for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * snn_eligibility(vt[j], scalar_t(0), th, ln);
+        return;
       }
+      const scalar_t* sp = s + (t - 1) * bh;
+      for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * snn_eligibility(vt[j], sp[j], th, ln);
     });
   });
   return out;

@@ -2,9 +2,13 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "../snn_ops.h"
 
 namespace naca::cpu {
+
+constexpr int64_t kBlock = 2048;  // neurons per block, stepped through time together
 
 at::Tensor spike_traces(const at::Tensor& spikes, double decay) {
   auto out = at::empty_like(spikes);
@@ -13,12 +17,15 @@ at::Tensor spike_traces(const at::Tensor& spikes, double decay) {
     const scalar_t* s = spikes.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     const auto dec = static_cast<scalar_t>(decay);
-    at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
-      for (int64_t j = begin; j < end; ++j) {
-        scalar_t x = 0;
-        for (int64_t t = 0; t < steps; ++t) {
-          x = trace_step(x, s[t * n + j], dec);
-          o[t * n + j] = x;
+    at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
+      for (int64_t j0 = begin; j0 < end; j0 += kBlock) {
+        const int64_t j1 = std::min(end, j0 + kBlock);
+        for (int64_t j = j0; j < j1; ++j) o[j] = trace_step(scalar_t(0), s[j], dec);
+        for (int64_t t = 1; t < steps; ++t) {
+          const scalar_t* prev = o + (t - 1) * n;
+          const scalar_t* st = s + t * n;
+          scalar_t* ot = o + t * n;
+          for (int64_t j = j0; j < j1; ++j) ot[j] = trace_step(prev[j], st[j], dec);
         }
       }
     });
