@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 #include <ATen/MemoryOverlap.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "naca_math.h"
@@ -83,6 +85,15 @@ inline void check_no_alias(const at::Tensor& out, const char* out_name, const at
 inline void check_finite_scalar(double v, const char* op, const char* name) {
   TORCH_CHECK(std::isfinite(v), "naca::", op, ": argument '", name,
               "' expected a finite number, got ", v);
+}
+
+// A scale applied to `like` as an ATen alpha must fit its compute type (float
+// for float32/float16/bfloat16): 1e300 on float32 weights is rejected here, by name.
+inline void check_scalar_fits(double v, const at::Tensor& like, const char* op, const char* name) {
+  const bool fits = like.scalar_type() == at::kDouble ||
+                    std::abs(v) <= static_cast<double>(std::numeric_limits<float>::max());
+  TORCH_CHECK(fits, "naca::", op, ": argument '", name, "' expected a value representable in ",
+              like.scalar_type(), " (|", name, "| <= 3.4e38), got ", v);
 }
 
 // Class labels: int64, 1-D, every value in [0, num_classes). On CUDA the range

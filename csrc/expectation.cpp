@@ -15,6 +15,10 @@ namespace naca {
 std::vector<int64_t> expectation_slots(int64_t num_classes, const char* op) {
   TORCH_CHECK(num_classes >= 2, "naca::", op, ": argument 'num_classes' expected >= 2, got ",
               num_classes);
+  // Slots collide from a few hundred classes on; the cap keeps an absurd count
+  // from allocating before the collision check can reject it.
+  TORCH_CHECK(num_classes <= (int64_t{1} << 20), "naca::", op,
+              ": argument 'num_classes' expected <= 1048576, got ", num_classes);
   const int64_t n = num_classes;
   // a_i = sqrt(2 ln(N / i)), i = 1..N; a_1 is the largest, a_N = 0.
   const double a_max = std::sqrt(2.0 * std::log(static_cast<double>(n)));

@@ -74,6 +74,7 @@ void check_linear_update(const char* op, const at::Tensor& weight,
   check_shape(pre, op, "pre", {batch, weight.size(1)});
   check_shape(preact, op, "preact", {batch, weight.size(0)});
   check_finite_scalar(lr, op, "lr");
+  check_scalar_fits(lr, weight, op, "lr");
   check_outputs_not_aliased(op, weight, bias, pre, "pre", preact, "preact");
 }
 
@@ -107,6 +108,7 @@ void check_conv_update(const char* op, const at::Tensor& weight,
   }
   check_shape(preact, op, "preact", {batch, weight.size(0), out_hw[0], out_hw[1]});
   check_finite_scalar(lr, op, "lr");
+  check_scalar_fits(lr, weight, op, "lr");
   check_outputs_not_aliased(op, weight, bias, input, "input", preact, "preact");
 }
 

@@ -20,6 +20,12 @@ using ActivationDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, A
 using ModulatedDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                         const at::Tensor&, Activation, double, double);
 
+// The bias, like the weight, must not share memory with a read-only input.
+inline void check_bias_no_alias(const char* op, const std::optional<at::Tensor>& bias,
+                                const at::Tensor& in, const char* in_name) {
+  if (bias.has_value() && bias->defined()) check_no_alias(*bias, "bias", in, in_name, op);
+}
+
 // The signal's checks and the delta signal * act'(preact); undefined for an
 // empty batch (nothing to learn, by design).
 template <ActivationDeltaFn delta_fn>
@@ -38,6 +44,7 @@ void plasticity_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
                        std::string activation, double lr) {
   const char* op = "plasticity_update_";
   check_linear_update(op, weight, bias, pre, preact, lr);
+  check_bias_no_alias(op, bias, signal, "signal");
   const auto delta = signal_delta<delta_fn>(op, weight, preact, signal, activation);
   if (delta.defined()) apply_linear_update(weight, bias, pre, delta, lr);
 }
@@ -65,6 +72,7 @@ void naca_hidden_update(at::Tensor weight, const std::optional<at::Tensor>& bias
                         double theta) {
   const char* op = "naca_hidden_update_";
   check_linear_update(op, weight, bias, pre, preact, lr);
+  check_bias_no_alias(op, bias, ni, "ni");
   const auto delta = naca_delta<delta_fn>(op, weight, preact, labels, ni, activation, lam, theta);
   if (delta.defined()) apply_linear_update(weight, bias, pre, delta, lr);
 }
@@ -77,6 +85,7 @@ void conv_plasticity_update(at::Tensor weight, const std::optional<at::Tensor>& 
                             std::string activation, double lr) {
   const char* op = "conv_plasticity_update_";
   check_conv_update(op, weight, bias, input, preact, stride, padding, dilation, groups, lr);
+  check_bias_no_alias(op, bias, signal, "signal");
   const auto delta = signal_delta<delta_fn>(op, weight, preact, signal, activation);
   if (delta.defined()) {
     apply_conv_update(weight, bias, input, delta, stride, padding, dilation, groups, lr);
@@ -91,6 +100,7 @@ void naca_conv_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
                       double lam, double theta) {
   const char* op = "naca_conv_update_";
   check_conv_update(op, weight, bias, input, preact, stride, padding, dilation, groups, lr);
+  check_bias_no_alias(op, bias, ni, "ni");
   const auto delta = naca_delta<delta_fn>(op, weight, preact, labels, ni, activation, lam, theta);
   if (delta.defined()) {
     apply_conv_update(weight, bias, input, delta, stride, padding, dilation, groups, lr);

@@ -160,6 +160,7 @@ def _expectation_matrix_fake(num_classes, *, dtype=None, device=None):
 @torch.library.register_fake("naca::neuromodulator")
 def _neuromodulator_fake(labels, ni):
     torch._check(labels.dim() == 1, lambda: "naca::neuromodulator: 'labels' must be 1-D")
+    _one_device("neuromodulator", labels, ni)
     return ni.new_empty((labels.shape[0], *ni.shape[1:]))
 
 
@@ -169,12 +170,23 @@ def _modulation_fake(level, lam=0.5, theta=1.2):
     return level.new_empty(level.shape)
 
 
-def _no_output(*args, **kwargs):
-    return None
+def _one_device(name, *tensors):
+    devices = sorted({str(t.device) for t in tensors if isinstance(t, torch.Tensor)})
+    torch._check(len(devices) <= 1,
+                 lambda: f"naca::{name}: every tensor argument expected on one device, got {devices}")
+
+
+def _no_output(name):
+    """Fake kernel of an in-place op: no output; all tensors on one device, as the kernels check
+    (without it a meta tensor among CPU ones would silently dispatch here and do nothing)."""
+    def fake(*args, **kwargs):
+        _one_device(name, *args, *kwargs.values())
+        return None
+    return fake
 
 
 for _name in ("plasticity_update_", "naca_hidden_update_", "conv_plasticity_update_", "naca_conv_update_"):
-    torch.library.register_fake(f"naca::{_name}")(_no_output)
+    torch.library.register_fake(f"naca::{_name}")(_no_output(_name))
 
 
 # ---------------------------------------------------------------------------
@@ -290,9 +302,10 @@ def sbp_update_(
 @torch.library.register_fake("naca::lif_forward")
 def _lif_forward_fake(current, decay=0.2, threshold=0.5, reset="hard", v_init=None, s_init=None):
     torch._check(current.dim() == 3, lambda: "naca::lif_forward: 'current' must be (T, B, N)")
+    _one_device("lif_forward", current, v_init, s_init)
     # Contiguous outputs whatever the input's strides, as the kernels return.
     return current.new_empty(current.shape), current.new_empty(current.shape)
 
 
 for _name in ("naca_snn_update_", "stdp_update_", "sbp_update_"):
-    torch.library.register_fake(f"naca::{_name}")(_no_output)
+    torch.library.register_fake(f"naca::{_name}")(_no_output(_name))

@@ -6,6 +6,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from . import nonfinite
+
 
 def compile_step(learner, *, fullgraph: bool = True, compile_optimizer: bool = False,
                  **compile_kwargs) -> Callable[[Tensor, Tensor], Tensor]:
@@ -18,7 +20,9 @@ def compile_step(learner, *, fullgraph: bool = True, compile_optimizer: bool = F
     zeroing, and ``optimizer.step()`` runs eagerly, or through
     ``torch.compile`` (not fullgraph, PyTorch's own optimizer compilation) when
     ``compile_optimizer=True``. ``compile_kwargs`` go to ``torch.compile``
-    (backend, mode, dynamic, ...). The weights match the eager step up to
+    (backend, mode, dynamic, ...). With ``skip_nonfinite`` the update is
+    compiled the same way and the finiteness check and the apply step run
+    eagerly after it (a data-dependent branch). The weights match the eager step up to
     floating-point reassociation by the compiler (allclose, not bitwise).
 
     A new batch size recompiles once (dynamic shapes after that). Spiking
@@ -28,23 +32,28 @@ def compile_step(learner, *, fullgraph: bool = True, compile_optimizer: bool = F
     its own random numbers unless ``torch._inductor.config.fallback_random``).
     """
     opt = getattr(learner, "optimizer", None)
-    if opt is None:
+    guard = getattr(learner, "skip_nonfinite", False)
+    if opt is None and not guard:
         return torch.compile(learner.step, fullgraph=fullgraph, **compile_kwargs)
 
     update = torch.compile(lambda x, y: learner.local_update(x, y, into_grad=True), fullgraph=fullgraph,
                            **compile_kwargs)
-    opt_step = torch.compile(opt.step, **compile_kwargs) if compile_optimizer else opt.step
-    params = [p for group in opt.param_groups for p in group["params"]]
+    opt_step = None
+    if opt is not None:
+        opt_step = torch.compile(opt.step, **compile_kwargs) if compile_optimizer else opt.step
+        params = [p for group in opt.param_groups for p in group["params"]]
+    else:
+        params = nonfinite.trained_params(learner)
 
     def step(x: Tensor, y: Tensor) -> Tensor:
-        with torch.no_grad():
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                else:
-                    p.grad.zero_()
+        nonfinite.zero_grads(params)
         logits = update(x, y)
-        opt_step()
+        if guard and not nonfinite.all_finite(p.grad for p in params):  # eager: a data-dependent branch
+            learner.skipped_steps += 1
+        elif opt_step is not None:
+            opt_step()
+        else:
+            nonfinite.sgd_from_grads(params, learner.lr)
         learner.steps += 1
         return logits
 

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..nn import NACAConv2d, NACALinear, NACAOutput, NACASpikingLinear
+from . import nonfinite
 from .common import check_only_these_train, recording, targets
 
 
@@ -39,11 +40,19 @@ class NACA:
     forward returns the output firing rates, which ``step`` returns.
     ``all_steps`` sums the eligibility over every time step (default) or uses
     t = T only (the authors' code).
+
+    ``skip_nonfinite=True``: a step whose update holds a NaN or an Inf (bad
+    input, an exploding layer) leaves the weights and the optimizer untouched
+    and is counted in ``skipped_steps`` (see ``learn.nonfinite``; it costs one
+    reduction and one host read per step). Off by default: the update is applied
+    as computed, as ``loss.backward(); opt.step()`` would.
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: Optional[torch.optim.Optimizer] = None,
-                 lam: float = 0.5, theta: float = 1.2, all_steps: bool = True):
+                 lam: float = 0.5, theta: float = 1.2, all_steps: bool = True, skip_nonfinite: bool = False):
         self.model = model
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.skipped_steps = 0
         self.lr = float(lr)
         self.optimizer = optimizer
         self.lam = float(lam)
@@ -99,11 +108,18 @@ class NACA:
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One NACA training step on a batch: x (B, ...), y (B,) int64 labels."""
+        guard = self.skip_nonfinite
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=False)
-        logits = self.local_update(x, y)
-        if self.optimizer is not None:
+        elif guard:
+            nonfinite.zero_grads(nonfinite.trained_params(self))
+        logits = self.local_update(x, y, into_grad=self.optimizer is not None or guard)
+        if guard and not nonfinite.all_finite(p.grad for p in nonfinite.trained_params(self)):
+            self.skipped_steps += 1
+        elif self.optimizer is not None:
             self.optimizer.step()
+        elif guard:
+            nonfinite.sgd_from_grads(nonfinite.trained_params(self), self.lr)
         self.steps += 1
         return logits
 
@@ -165,6 +181,7 @@ class NACA:
         """Hyper-parameters, step count and the optimizer's state (the model saves itself)."""
         return {
             "lr": self.lr, "lam": self.lam, "theta": self.theta, "steps": self.steps, "all_steps": self.all_steps,
+            "skip_nonfinite": self.skip_nonfinite, "skipped_steps": self.skipped_steps,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
         }
 
@@ -172,6 +189,8 @@ class NACA:
         self.lr, self.lam, self.theta = float(state["lr"]), float(state["lam"]), float(state["theta"])
         self.steps = int(state["steps"])
         self.all_steps = bool(state.get("all_steps", self.all_steps))
+        self.skip_nonfinite = bool(state.get("skip_nonfinite", self.skip_nonfinite))
+        self.skipped_steps = int(state.get("skipped_steps", 0))
         if (state.get("optimizer") is None) != (self.optimizer is None):
             raise ValueError("NACA.load_state_dict: optimizer state given without an optimizer, or vice versa")
         if self.optimizer is not None:
