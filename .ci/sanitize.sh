@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GoogleTest suite under AddressSanitizer + UndefinedBehaviorSanitizer (CPU build,
+# NACA_SANITIZE=ON in CMakeLists.txt). Slow (an instrumented Debug build); the
+# lead decides whether CI runs it.   bash .ci/sanitize.sh [extra ctest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+BUILD=${SANITIZE_BUILD_DIR:-build-sanitize}
+
+# libtorch itself is not instrumented: leak reports would be its static
+# allocations, and container-overflow needs every library instrumented.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:detect_container_overflow=0:abort_on_error=1:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+echo "[sanitize] configure + build ($BUILD)"
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DNACA_SANITIZE=ON \
+  -DCMAKE_PREFIX_PATH="$($PY -c 'import torch;print(torch.utils.cmake_prefix_path)')" >/dev/null
+cmake --build "$BUILD" -j "${MAX_JOBS:-2}"
+
+echo "[sanitize] GoogleTest under ASan + UBSan"
+ctest --test-dir "$BUILD" --output-on-failure "$@"
