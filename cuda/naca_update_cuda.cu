@@ -10,6 +10,9 @@
 
 namespace naca::cuda {
 
+// A 2D grid: blockIdx.y walks the samples (so the NI row of a sample's class
+// is found once per row, with no per-element integer division), blockIdx.x
+// and the threads walk the features.
 template <typename scalar_t>
 __global__ void modulated_delta_kernel(const scalar_t* __restrict__ z,
                                        const int64_t* __restrict__ y,
@@ -19,12 +22,16 @@ __global__ void modulated_delta_kernel(const scalar_t* __restrict__ z,
                                        at::opmath_type<scalar_t> lam,
                                        at::opmath_type<scalar_t> theta) {
   using acc_t = at::opmath_type<scalar_t>;
-  NACA_GRID_STRIDE(i, batch * features) {
-    const int64_t b = i / features, j = i % features;
-    const scalar_t* row = ni + k[y[b]] * features;
-    const acc_t nl = neuromodulator_level<acc_t>(row[j], row[features + j]);
-    o[i] = static_cast<scalar_t>(naca::modulation(nl, lam, theta) *
-                                 activation_grad(static_cast<acc_t>(z[i]), act));
+  for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
+    const scalar_t* lo = ni + k[y[b]] * features;
+    const scalar_t* hi = lo + features;
+    const int64_t off = b * features;
+    for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < features;
+         j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      const acc_t nl = neuromodulator_level<acc_t>(lo[j], hi[j]);
+      o[off + j] = static_cast<scalar_t>(naca::modulation(nl, lam, theta) *
+                                         activation_grad(static_cast<acc_t>(z[off + j]), act));
+    }
   }
 }
 
@@ -36,11 +43,16 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
   const int64_t batch = preact.size(0);
   const int64_t features = batch == 0 ? 0 : preact.numel() / batch;
   if (preact.numel() == 0) return out;
+  // About 32 blocks per SM in all, at least one per 256 features of a row.
+  const int64_t target =
+      32 * static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount);
+  const int64_t bx = std::min<int64_t>((features + kThreads - 1) / kThreads, target);
+  const int64_t by = std::clamp<int64_t>(target / bx, 1, std::min<int64_t>(batch, 65535));
+  const dim3 grid(static_cast<unsigned>(bx), static_cast<unsigned>(by));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, preact.scalar_type(),
                                   "naca_modulated_delta_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    modulated_delta_kernel<scalar_t>
-        <<<blocks_for(batch * features), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    modulated_delta_kernel<scalar_t><<<grid, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
             preact.const_data_ptr<scalar_t>(), labels.const_data_ptr<int64_t>(),
             ni.const_data_ptr<scalar_t>(), slots.const_data_ptr<int64_t>(),
             out.mutable_data_ptr<scalar_t>(), batch, features, act, static_cast<acc_t>(lam),
