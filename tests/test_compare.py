@@ -181,7 +181,7 @@ BP_TOL = 0.03
 
 def test_compare_standard_digits(tmp_path):
     out = tmp_path / "std"
-    compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "4", "--seeds", "0",
+    compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "4", "--seeds", "0", "--optimizer", "sgd",
                   "--methods", "bp,naca", "--quiet", "--out", str(out)])
     res = json.loads((out / "results.json").read_text())
     for key in compare.RESULTS_SCHEMA:

@@ -30,13 +30,13 @@ from . import metrics as M
 METHODS = ("bp", "naca", "sbp", "bp-surrogate")
 MODELS = ("mlp", "conv", "snn")
 
-# Default learning rates, measured (see examples/results/README.md): (method, optimizer) -> lr.
+# Default learning rates, measured on digits and a Fashion-MNIST subset (examples/results/README.md).
 # NACA's update sums over the batch (the reference code), BP's cross-entropy averages it,
 # so their SGD learning rates live on different scales.
 DEFAULT_LR = {
     ("bp", "sgd"): 0.1, ("bp", "adam"): 1e-3,
     ("naca", "sgd"): None, ("naca", "adam"): 1e-3,  # None: 2 / in_features (0.0026 at 784, 0.031 at 64)
-    ("sbp", "sgd"): 1.0, ("sbp", "adam"): 1.0,      # SBP has its own step (alpha = lr * (0.1, 0.05))
+    ("sbp", "sgd"): 3.0, ("sbp", "adam"): 3.0,      # SBP has its own step (alpha = lr * (0.1, 0.05))
     ("bp-surrogate", "sgd"): 0.1, ("bp-surrogate", "adam"): 1e-3,
 }
 SNN_NACA_LR = {"sgd": 1e-3, "adam": 1e-3}
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks-classes", type=int, default=2, choices=(1, 2),
                    help="classes per task in the class-incremental scenario")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs (standard, default 3) or the most epochs per task (class-incremental, default 10)")
+                   help="epochs (standard, default 5) or the most epochs per task (class-incremental, default 10)")
     p.add_argument("--stop-at", type=float, default=None,
                    help="stop a task (standard: the training) once the epoch's training accuracy reaches this "
                         "(class-incremental default 0.95, the papers' rule; 0 disables)")
@@ -110,12 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--seeds", default="0", help="comma list of seeds")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"),
+    p.add_argument("--optimizer", default="auto", choices=("auto", "sgd", "adam"),
                    help="the optimizer family shared by BP and NACA (NACA sgd: its in-place step; "
-                        "adam: NACA's update as a pseudo-gradient)")
+                        "adam: NACA's update as a pseudo-gradient); auto: adam for standard (the authors' "
+                        "classification code), sgd for class-incremental (their class-CL code)")
     p.add_argument("--lr", default="",
                    help="per-method learning rates, e.g. bp=0.1,naca=0.003 (defaults: bp sgd 0.1 / adam 1e-3; "
-                        "naca sgd 2/in_features / adam 1e-3; sbp 1.0 (snn 2.0); bp-surrogate adam 1e-3)")
+                        "naca sgd 2/in_features / adam 1e-3; sbp 3.0 (snn 2.0); bp-surrogate adam 1e-3)")
     p.add_argument("--activation", default="tanh", choices=("tanh", "sigmoid", "relu"),
                    help="hidden activation of the mlp/conv models (sbp's ANN is always sigmoid)")
     p.add_argument("--output-sigmoid-grad", default="auto", choices=("auto", "on", "off"),
@@ -161,15 +162,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--methods sbp needs exactly one hidden layer (--hidden N)")
     ci = a.scenario == "class-incremental"
     if a.epochs is None:
-        a.epochs = 10 if ci else 3
+        a.epochs = 10 if ci else 5
     if a.epochs < 1:
         p.error("--epochs must be >= 1")
+    if a.optimizer == "auto":
+        a.optimizer = "sgd" if ci else "adam"
     if a.stop_at is None:
         a.stop_at = 0.95 if ci else 0.0
     if not 0.0 <= a.stop_at <= 1.0:
         p.error("--stop-at must be in [0, 1]")
     if a.train_subset is None and a.dataset == "fashion-mnist" and not ci:
-        a.train_subset = 10000
+        a.train_subset = 20000
     lrs = {}
     for item in filter(None, (s.strip() for s in a.lr.split(","))):
         if "=" not in item:
@@ -461,7 +464,8 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
 SUMMARY_KEYS = {
     "final_test_acc": lambda r: r["final_test_acc"],
     "epochs_to_criterion": lambda r: r["epochs_to_criterion"] and r["epochs_to_criterion"]["value"],
-    "epochs_to_criterion_shared": lambda r: r["epochs_to_criterion_shared"] and r["epochs_to_criterion_shared"]["value"],
+    "epochs_to_criterion_shared":
+        lambda r: r["epochs_to_criterion_shared"] and r["epochs_to_criterion_shared"]["value"],
     "epochs_trained": lambda r: len(r["epochs"]),
     "multiplies_formula": lambda r: r["multiplies_per_sample"]["formula"],
     "multiplies_measured": lambda r: r["multiplies_per_sample"]["measured"],
@@ -488,8 +492,8 @@ def summarize(runs: list[dict], methods: list[str]) -> dict:
             vals = [get(r) for r in rs]
             vals = [float(v) for v in vals if v is not None and not isinstance(v, bool)]
             if vals:
-                out[m][key] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
-                               "n": len(vals)}
+                std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+                out[m][key] = {"mean": float(np.mean(vals)), "std": std, "n": len(vals)}
     return out
 
 
@@ -585,7 +589,8 @@ def make_plots(runs: list[dict], methods: list[str], ci: bool, out: str) -> list
             counts = np.sum([w["hist_counts"] for w in rs], axis=0)
             edges = np.asarray(rs[0]["hist_log10_edges"])
             frac = counts / counts.sum()
-            ax.stairs(100 * frac, edges, color=colors[m], label=f"{m} ({rs[0]['layer']})", lw=1.5)
+            label = f"{m} (hidden layer '{rs[0]['layer']}', {len(rs)} run(s))"
+            ax.stairs(100 * frac, edges, color=colors[m], label=label, lw=1.5)
         ax.set_xlabel("log10 |ΔW| per synapse of the hidden layer, over all training (clipped to the axis)")
         ax.set_ylabel("synapses (%)")
         ax.grid(alpha=0.3)

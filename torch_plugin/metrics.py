@@ -271,19 +271,20 @@ class Timer:
 
 # ----------------------------------------------------------------------------- weight change
 
+HIST_RANGE = (-9.0, 1.0)  # log10 |dW|: one fixed grid so runs can be summed and compared
+
+
 def weight_change_stats(before: Tensor, after: Tensor, thresholds: Sequence[float] = (1e-4, 1e-3, 1e-2),
-                        bins: int = 60) -> dict:
+                        bins: int = 50) -> dict:
     """Distribution of |dW| per synapse: quantiles, the share below each threshold (synapses
-    that barely change) and a histogram of log10 |dW| (zeros clipped to 1e-12)."""
+    that barely change) and a histogram of log10 |dW| on the fixed grid HIST_RANGE (values
+    outside are clipped into the end bins; dW = 0 lands in the first)."""
     d = (after.detach().double().cpu() - before.detach().double().cpu()).abs().flatten()
     rel_scale = float(before.detach().double().abs().mean())
-    logd = torch.log10(d.clamp_min(1e-12)).numpy()
-    lo, hi = float(np.floor(logd.min())), float(np.ceil(logd.max()))
-    if hi <= lo:
-        hi = lo + 1.0
-    counts, edges = np.histogram(logd, bins=bins, range=(lo, hi))
-    q = torch.quantile(d[torch.randperm(len(d), generator=torch.Generator().manual_seed(0))[:1_000_000]],
-                       torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    logd = torch.log10(d.clamp_min(1e-300)).clamp(HIST_RANGE[0], HIST_RANGE[1] - 1e-9).numpy()
+    counts, edges = np.histogram(logd, bins=bins, range=HIST_RANGE)
+    sample = d[torch.randperm(len(d), generator=torch.Generator().manual_seed(0))[:1_000_000]]
+    q = torch.quantile(sample, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
     return {
         "synapses": int(len(d)),
         "mean_abs": float(d.mean()),
