@@ -11,6 +11,8 @@
 #include <ATen/core/LegacyTypeDispatch.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <type_traits>
 
 #include "../naca_math.h"
@@ -19,6 +21,15 @@ namespace naca::cpu {
 
 // Elements per parallel task: below this, threads cost more than they save.
 constexpr int64_t kGrain = 32768;
+
+// c ? a : b as a bit blend. With GCC's default -ftrapping-math a float ?: in a
+// loop stays a branch and blocks vectorization; this does not.
+template <typename T>
+inline T select(bool c, T a, T b) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const U m = c ? ~U(0) : U(0);
+  return std::bit_cast<T>((std::bit_cast<U>(a) & m) | (std::bit_cast<U>(b) & ~m));
+}
 
 // f(x) of naca_math.h's modulation with the four pieces computed and selected
 // (same arithmetic, same result), so the loop vectorizes.
@@ -31,25 +42,28 @@ inline T modulation_select(T x, T lam, T theta) {
   const T p2 = T(4) * d2 * d2 / l2;
   const T p3 = -T(4) * d3 * d3 / l2;
   const T p4 = (theta - T(1)) * d4 * d4 / l2 - theta;
-  const T hi = x <= T(3) * lam / T(2) ? p3 : p4;
-  const T mid = x <= lam ? p2 : hi;
-  return x <= lam / T(2) ? p1 : mid;
+  const T hi = select(x <= T(3) * lam / T(2), p3, p4);
+  const T mid = select(x <= lam, p2, hi);
+  return select(x <= lam / T(2), p1, mid);
 }
 
-// The part of phi'(z) computed by ATen: tanh(z) or sigmoid(z) (a new tensor), or
-// z itself for relu/identity. finish_grad turns it into phi'(z).
+// A new tensor holding the part of phi'(z) computed by ATen: tanh(z),
+// sigmoid(z), relu(z), or nothing (identity). finish_grad turns an element of
+// it into phi'(z); the kernels then write their result over it in place, so a
+// delta costs one B x H allocation.
 inline at::Tensor grad_source(const at::Tensor& z, Activation act) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   if (act == Activation::Tanh) return at::tanh(z);
   if (act == Activation::Sigmoid) return at::sigmoid(z);
-  return z;
+  if (act == Activation::Relu) return at::relu(z);
+  return at::empty_like(z);
 }
 
 template <Activation act, typename T>
 inline T finish_grad(T u) {
   if constexpr (act == Activation::Tanh) return T(1) - u * u;
   if constexpr (act == Activation::Sigmoid) return u * (T(1) - u);
-  if constexpr (act == Activation::Relu) return u > T(0) ? T(1) : T(0);
+  if constexpr (act == Activation::Relu) return select(u > T(0), T(1), T(0));
   return T(1);
 }
 

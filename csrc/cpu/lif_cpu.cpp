@@ -6,10 +6,11 @@
 #include <algorithm>
 
 #include "../snn_ops.h"
+#include "elementwise.h"
 
 namespace naca::cpu {
 
-constexpr int64_t kBlock = 2048;  // neurons per block: a few arrays of them fit in L1/L2
+constexpr int64_t kLifBlock = 2048;  // neurons per block: a few arrays of them fit in L1/L2
 
 std::tuple<at::Tensor, at::Tensor> lif_scan(const at::Tensor& current, const at::Tensor& v0,
                                             const at::Tensor& s0, double decay, double threshold,
@@ -27,9 +28,9 @@ std::tuple<at::Tensor, at::Tensor> lif_scan(const at::Tensor& current, const at:
     const auto th = static_cast<scalar_t>(threshold);
     // Time-outer over blocks of neurons: the inner loop is contiguous and
     // vectorizes, and step t - 1 of the block is still in cache at step t.
-    at::parallel_for(0, n, kBlock, [&](int64_t begin, int64_t end) {
-      for (int64_t j0 = begin; j0 < end; j0 += kBlock) {
-        const int64_t j1 = std::min(end, j0 + kBlock);
+    at::parallel_for(0, n, kLifBlock, [&](int64_t begin, int64_t end) {
+      for (int64_t j0 = begin; j0 < end; j0 += kLifBlock) {
+        const int64_t j1 = std::min(end, j0 + kLifBlock);
         for (int64_t t = 0; t < steps; ++t) {
           const scalar_t* vp = t == 0 ? vi : vo + (t - 1) * n;
           const scalar_t* sp = t == 0 ? si : so + (t - 1) * n;
@@ -39,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor> lif_scan(const at::Tensor& current, const at:
           for (int64_t j = j0; j < j1; ++j) {
             const scalar_t v = lif_voltage(vp[j], sp[j], it[j], dec, th, soft_reset);
             vt[j] = v;
-            st[j] = lif_spike(v, th);
+            st[j] = select(v > th, scalar_t(1), scalar_t(0));  // lif_spike, vectorizable
           }
         }
       }

@@ -20,14 +20,15 @@ at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes, const
     const auto ln = static_cast<scalar_t>(lens);
     for_rows(steps - t0, bh, [&](int64_t r, int64_t j0, int64_t j1, int64_t off) {
       const int64_t t = t0 + r;
+      // snn_eligibility, written with select so the loop vectorizes.
       const scalar_t* vt = v + t * bh;
       scalar_t* ot = o + off;
       if (t == 0) {
-        for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * snn_eligibility(vt[j], scalar_t(0), th, ln);
+        for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * select(vt[j] > th - ln, scalar_t(1), scalar_t(0));
         return;
       }
       const scalar_t* sp = s + (t - 1) * bh;
-      for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * snn_eligibility(vt[j], sp[j], th, ln);
+      for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * (select(vt[j] > th - ln, scalar_t(1), scalar_t(0)) - sp[j]);
     });
   });
   return out;

@@ -13,12 +13,10 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
                            double lam, double theta) {
   const int64_t batch = preact.size(0);
   const int64_t features = batch == 0 ? 0 : preact.numel() / batch;
-  const auto src = grad_source(preact, act);
-  auto out = at::empty_like(preact);
+  auto out = grad_source(preact, act);  // overwritten in place by the delta
   const int64_t* y = labels.const_data_ptr<int64_t>();
   const int64_t* k = slots.const_data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(preact.scalar_type(), "naca_modulated_delta_cpu", [&] {
-    const scalar_t* u = src.const_data_ptr<scalar_t>();
     const scalar_t* w = ni.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     const auto l = static_cast<scalar_t>(lam);
@@ -28,11 +26,10 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
       for_rows(batch, features, [&](int64_t b, int64_t j0, int64_t j1, int64_t off) {
         const scalar_t* __restrict__ lo = w + k[y[b]] * features;
         const scalar_t* __restrict__ hi = lo + features;
-        const scalar_t* __restrict__ ub = u + off;
         scalar_t* __restrict__ ob = o + off;
         for (int64_t j = j0; j < j1; ++j) {
           const scalar_t nl = neuromodulator_level(lo[j], hi[j]);
-          ob[j] = modulation_select(nl, l, th) * finish_grad<A>(ub[j]);
+          ob[j] = modulation_select(nl, l, th) * finish_grad<A>(ob[j]);
         }
       });
     });

@@ -8,16 +8,14 @@
 namespace naca::cpu {
 
 at::Tensor activation_delta(const at::Tensor& preact, const at::Tensor& signal, Activation act) {
-  const auto src = grad_source(preact, act);
-  auto out = at::empty_like(preact);
+  auto out = grad_source(preact, act);  // overwritten in place by the delta
   AT_DISPATCH_FLOATING_TYPES(preact.scalar_type(), "naca_activation_delta_cpu", [&] {
-    const scalar_t* u = src.const_data_ptr<scalar_t>();
-    const scalar_t* s = signal.const_data_ptr<scalar_t>();
-    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    const scalar_t* __restrict__ s = signal.const_data_ptr<scalar_t>();
+    scalar_t* __restrict__ o = out.mutable_data_ptr<scalar_t>();
     dispatch_activation(act, [&](auto tag) {
       constexpr Activation A = decltype(tag)::value;
       at::parallel_for(0, preact.numel(), kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) o[i] = s[i] * finish_grad<A>(u[i]);
+        for (int64_t i = begin; i < end; ++i) o[i] = s[i] * finish_grad<A>(o[i]);
       });
     });
   });
