@@ -1,0 +1,52 @@
+"""The benchmark suite's quick mode runs on CPU and writes sane Markdown and JSON
+(every ratio finite and > 0, every section and key present). No timing assertions."""
+import json
+import math
+
+from torch_plugin import bench
+
+
+def test_quick_cpu_writes_sane_json(tmp_path, capsys):
+    assert bench.main(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "benchmarks.md").read_text()
+    assert capsys.readouterr().out == md
+    for title in ("1. One training step", "2. Ops", "3. Spiking", "4. Scaling"):
+        assert title in md
+    res = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert set(bench.SECTIONS) <= set(res)
+    meta = res["meta"]
+    assert meta["quick"] and meta["device"] == "cpu"
+    assert meta["bounds"]["bandwidth"] > 0 and meta["bounds"]["peak_flops_float32"] > 0
+
+    def positive(row, key):
+        v = row[key]
+        assert isinstance(v, (int, float)) and math.isfinite(v) and v > 0, (key, row)
+
+    models = {r["model"] for r in res["step"]}
+    assert len(models) == 2 and len(res["step"]) == 4
+    for r in res["step"]:
+        for key in ("naca_ms", "bp_ms", "speedup"):
+            positive(r, key)
+        if r["naca_peak_bytes"] and r["bp_peak_bytes"]:
+            positive(r, "memory_ratio")
+    ops = {r["op"] for r in res["ops"]}
+    assert {"naca_hidden_update_", "plasticity_update_", "naca_conv_update_", "modulation",
+            "neuromodulator"} <= ops
+    for r in res["ops"]:
+        for key in ("op_ms", "vs_reference", "bound_s", "x_of_bound"):
+            positive(r, key)
+        if "vs_eager" in r:
+            positive(r, "vs_eager")
+    assert res["snn_notes"]
+    for r in res["snn"]:
+        for key in ("op_ms", "reference_ms", "vs_reference"):
+            positive(r, key)
+    for r in res["scaling"]:
+        for key in ("naca_ms", "bp_ms", "speedup"):
+            positive(r, key)
+
+
+def test_sections_subset(tmp_path):
+    assert bench.main(["--quick", "--sections", "ops", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert "ops" in res and "step" not in res and "scaling" not in res
