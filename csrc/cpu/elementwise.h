@@ -11,8 +11,8 @@
 #include <ATen/core/LegacyTypeDispatch.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "../naca_math.h"
@@ -24,11 +24,19 @@ constexpr int64_t kGrain = 32768;
 
 // c ? a : b as a bit blend. With GCC's default -ftrapping-math a float ?: in a
 // loop stays a branch and blocks vectorization; this does not.
+// (memcpy, not C++20 std::bit_cast: torch may build extensions as C++17.)
 template <typename T>
 inline T select(bool c, T a, T b) {
   using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  static_assert(sizeof(T) == sizeof(U), "select: float or double");
+  U ua, ub;
+  std::memcpy(&ua, &a, sizeof(T));
+  std::memcpy(&ub, &b, sizeof(T));
   const U m = c ? ~U(0) : U(0);
-  return std::bit_cast<T>((std::bit_cast<U>(a) & m) | (std::bit_cast<U>(b) & ~m));
+  const U r = (ua & m) | (ub & ~m);
+  T out;
+  std::memcpy(&out, &r, sizeof(T));
+  return out;
 }
 
 // f(x) of naca_math.h's modulation with the four pieces computed and selected
