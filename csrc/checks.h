@@ -108,8 +108,11 @@ inline void check_labels(const at::Tensor& labels, const char* op, int64_t num_c
               ": argument 'labels' expected shape [", batch, "] (the batch), got ",
               labels.sizes());
   if (labels.numel() == 0) return;
-  const auto mn = labels.min().item<int64_t>();
-  const auto mx = labels.max().item<int64_t>();
+  // One reduction and one device-to-host copy (on CUDA, one synchronization).
+  const auto [lo, hi] = at::aminmax(labels);
+  const auto range = at::stack({lo, hi}).cpu();
+  const int64_t mn = range.const_data_ptr<int64_t>()[0];
+  const int64_t mx = range.const_data_ptr<int64_t>()[1];
   TORCH_CHECK(mn >= 0 && mx < num_classes, "naca::", op,
               ": argument 'labels' expected values in [0, ", num_classes, "), got values in [",
               mn, ", ", mx, "]");

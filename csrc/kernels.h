@@ -10,13 +10,14 @@ namespace naca {
 
 #define NACA_DECLARE_KERNELS(ns)                                                           \
   namespace ns {                                                                           \
-  /* signal * act'(preact), preact's shape and dtype */                                    \
+  /* signal * act'(preact), preact's shape and dtype; from_output: preact holds */        \
+  /* act(z), not z */                                                                      \
   at::Tensor activation_delta(const at::Tensor& preact, const at::Tensor& signal,          \
-                              Activation act);                                             \
+                              Activation act, bool from_output);                           \
   /* f((ni[k_y] + ni[k_y + 1]) / 2) * act'(preact), preact (B, F), ni (2N, F) */           \
   at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,           \
                              const at::Tensor& ni, const at::Tensor& slots, Activation act, \
-                             double lam, double theta);                                    \
+                             bool from_output, double lam, double theta);                  \
   /* (ni[k_y] + ni[k_y + 1]) / 2, shape (B, F) */                                          \
   at::Tensor neuromodulator(const at::Tensor& labels, const at::Tensor& ni,                \
                             const at::Tensor& slots);                                      \

@@ -62,6 +62,29 @@ NACA_HD T activation_grad(T z, Activation act) {
   }
 }
 
+// phi'(z) from the activation's output h = act(z), as backprop's tanh/sigmoid
+// backward does: 1 - h^2, h (1 - h), 1[h > 0], 1. No transcendental, and the
+// caller need not keep z.
+template <typename T>
+NACA_HD T activation_grad_from_output(T h, Activation act) {
+  switch (act) {
+    case Activation::Tanh:
+      return T(1) - h * h;
+    case Activation::Sigmoid:
+      return h * (T(1) - h);
+    case Activation::Relu:
+      return h > T(0) ? T(1) : T(0);
+    default:
+      return T(1);
+  }
+}
+
+// phi' from what the caller kept: z, or h = act(z) when from_output.
+template <typename T>
+NACA_HD T activation_grad(T u, Activation act, bool from_output) {
+  return from_output ? activation_grad_from_output(u, act) : activation_grad(u, act);
+}
+
 // Neuromodulator level of a hidden unit for a sample of class c:
 // NL = (NI[k_c] + NI[k_c + 1]) / 2, the row c of the expectation matrix E
 // (0.5 at columns k_c and k_c + 1) times NI.

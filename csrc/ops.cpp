@@ -12,23 +12,26 @@ TORCH_LIBRARY(naca, m) {
   // f(level): the nonlinear modulation curve, elementwise.
   m.def("modulation(Tensor level, float lam=0.5, float theta=1.2) -> Tensor");
   // weight -= lr * (signal * act'(preact))^T @ pre; bias -= lr * sum_b(signal * act'(preact)).
+  // from_output=True (every update op): preact holds the activation's output h = act(z)
+  // and act' is taken from it (1 - h^2, h (1 - h), 1[h > 0], 1), so z need not be kept.
   m.def(
       "plasticity_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor pre, Tensor preact, "
-      "Tensor signal, str activation, float lr) -> ()");
+      "Tensor signal, str activation, float lr, *, bool from_output=False) -> ()");
   // plasticity_update_ with signal = f(neuromodulator(labels, ni)), fused.
   m.def(
       "naca_hidden_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor pre, Tensor preact, "
-      "Tensor labels, Tensor ni, str activation, float lr, float lam=0.5, float theta=1.2) -> ()");
+      "Tensor labels, Tensor ni, str activation, float lr, float lam=0.5, float theta=1.2, *, "
+      "bool from_output=False) -> ()");
   // Conv2d form of plasticity_update_: weight -= lr * conv_weight_grad(input, signal * act'(preact)).
   m.def(
       "conv_plasticity_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor input, Tensor preact, "
       "Tensor signal, int[2] stride, int[2] padding, int[2] dilation, int groups, "
-      "str activation, float lr) -> ()");
+      "str activation, float lr, *, bool from_output=False) -> ()");
   // conv_plasticity_update_ with signal = f(neuromodulator(labels, ni)) per (channel, y, x), fused.
   m.def(
       "naca_conv_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor input, Tensor preact, "
       "Tensor labels, Tensor ni, int[2] stride, int[2] padding, int[2] dilation, int groups, "
-      "str activation, float lr, float lam=0.5, float theta=1.2) -> ()");
+      "str activation, float lr, float lam=0.5, float theta=1.2, *, bool from_output=False) -> ()");
   // Spiking networks (ALGORITHMS.md 1.5, 2.2). current (T, B, N) -> spikes, voltages (T, B, N):
   // V_t = decay V_{t-1} (1 - s_{t-1}) + I_t (hard) or decay (V_{t-1} - threshold s_{t-1}) + I_t (soft).
   m.def(

@@ -140,8 +140,10 @@ void apply_linear_update(at::Tensor& weight, const std::optional<at::Tensor>& bi
   // accumulate in fp32 (or fp64) whatever the storage dtype.
   weight.addmm_(delta.t(), pre, /*beta=*/1, /*alpha=*/-lr);
   if (bias.has_value() && bias->defined()) {
-    auto db = delta.sum(0, /*keepdim=*/false, at::toOpMathType(delta.scalar_type()));
-    bias->sub_(db.mul_(lr).to(bias->scalar_type()));
+    // Summed in the op-math type; sub_ computes bias - lr * db in it too, then
+    // rounds once into the bias dtype (two kernels in all).
+    const auto db = delta.sum(0, /*keepdim=*/false, at::toOpMathType(delta.scalar_type()));
+    bias->sub_(db, lr);
   }
   bump_versions(weight, bias);
 }

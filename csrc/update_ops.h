@@ -16,9 +16,9 @@
 
 namespace naca {
 
-using ActivationDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, Activation);
+using ActivationDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, Activation, bool);
 using ModulatedDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                        const at::Tensor&, Activation, double, double);
+                                        const at::Tensor&, Activation, bool, double, double);
 
 // The bias, like the weight, must not share memory with a read-only input.
 inline void check_bias_no_alias(const char* op, const std::optional<at::Tensor>& bias,
@@ -30,22 +30,23 @@ inline void check_bias_no_alias(const char* op, const std::optional<at::Tensor>&
 // empty batch (nothing to learn, by design).
 template <ActivationDeltaFn delta_fn>
 at::Tensor signal_delta(const char* op, const at::Tensor& weight, const at::Tensor& preact,
-                        const at::Tensor& signal, const std::string& activation) {
+                        const at::Tensor& signal, const std::string& activation,
+                        bool from_output) {
   check_like_preact(op, signal, "signal", preact);
   check_no_alias(weight, "weight", signal, "signal", op);
   const auto act = parse_activation(activation, op);
   if (preact.size(0) == 0) return at::Tensor();
-  return delta_fn(preact.contiguous(), signal.contiguous(), act);
+  return delta_fn(preact.contiguous(), signal.contiguous(), act, from_output);
 }
 
 template <ActivationDeltaFn delta_fn>
 void plasticity_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
                        const at::Tensor& pre, const at::Tensor& preact, const at::Tensor& signal,
-                       std::string activation, double lr) {
+                       std::string activation, double lr, bool from_output) {
   const char* op = "plasticity_update_";
   check_linear_update(op, weight, bias, pre, preact, lr);
   check_bias_no_alias(op, bias, signal, "signal");
-  const auto delta = signal_delta<delta_fn>(op, weight, preact, signal, activation);
+  const auto delta = signal_delta<delta_fn>(op, weight, preact, signal, activation, from_output);
   if (delta.defined()) apply_linear_update(weight, bias, pre, delta, lr);
 }
 
@@ -54,26 +55,27 @@ void plasticity_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
 template <ModulatedDeltaFn delta_fn>
 at::Tensor naca_delta(const char* op, const at::Tensor& weight, const at::Tensor& preact,
                       const at::Tensor& labels, const at::Tensor& ni, const std::string& activation,
-                      double lam, double theta) {
+                      double lam, double theta, bool from_output) {
   check_modulation_params(lam, theta, op);
   check_naca_signal(op, labels, ni, preact);
   check_no_alias(weight, "weight", ni, "ni", op);
   const auto act = parse_activation(activation, op);
   if (preact.size(0) == 0) return at::Tensor();
   const auto slots = expectation_slots_tensor(ni.size(0) / 2, ni.device(), op);
-  return delta_fn(preact.contiguous(), labels.contiguous(), ni.contiguous(), slots, act, lam,
-                  theta);
+  return delta_fn(preact.contiguous(), labels.contiguous(), ni.contiguous(), slots, act,
+                  from_output, lam, theta);
 }
 
 template <ModulatedDeltaFn delta_fn>
 void naca_hidden_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
                         const at::Tensor& pre, const at::Tensor& preact, const at::Tensor& labels,
                         const at::Tensor& ni, std::string activation, double lr, double lam,
-                        double theta) {
+                        double theta, bool from_output) {
   const char* op = "naca_hidden_update_";
   check_linear_update(op, weight, bias, pre, preact, lr);
   check_bias_no_alias(op, bias, ni, "ni");
-  const auto delta = naca_delta<delta_fn>(op, weight, preact, labels, ni, activation, lam, theta);
+  const auto delta = naca_delta<delta_fn>(op, weight, preact, labels, ni, activation, lam, theta,
+                                          from_output);
   if (delta.defined()) apply_linear_update(weight, bias, pre, delta, lr);
 }
 
@@ -82,11 +84,11 @@ void conv_plasticity_update(at::Tensor weight, const std::optional<at::Tensor>& 
                             const at::Tensor& input, const at::Tensor& preact,
                             const at::Tensor& signal, at::IntArrayRef stride,
                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                            std::string activation, double lr) {
+                            std::string activation, double lr, bool from_output) {
   const char* op = "conv_plasticity_update_";
   check_conv_update(op, weight, bias, input, preact, stride, padding, dilation, groups, lr);
   check_bias_no_alias(op, bias, signal, "signal");
-  const auto delta = signal_delta<delta_fn>(op, weight, preact, signal, activation);
+  const auto delta = signal_delta<delta_fn>(op, weight, preact, signal, activation, from_output);
   if (delta.defined()) {
     apply_conv_update(weight, bias, input, delta, stride, padding, dilation, groups, lr);
   }
@@ -97,11 +99,12 @@ void naca_conv_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
                       const at::Tensor& input, const at::Tensor& preact, const at::Tensor& labels,
                       const at::Tensor& ni, at::IntArrayRef stride, at::IntArrayRef padding,
                       at::IntArrayRef dilation, int64_t groups, std::string activation, double lr,
-                      double lam, double theta) {
+                      double lam, double theta, bool from_output) {
   const char* op = "naca_conv_update_";
   check_conv_update(op, weight, bias, input, preact, stride, padding, dilation, groups, lr);
   check_bias_no_alias(op, bias, ni, "ni");
-  const auto delta = naca_delta<delta_fn>(op, weight, preact, labels, ni, activation, lam, theta);
+  const auto delta = naca_delta<delta_fn>(op, weight, preact, labels, ni, activation, lam, theta,
+                                          from_output);
   if (delta.defined()) {
     apply_conv_update(weight, bias, input, delta, stride, padding, dilation, groups, lr);
   }

@@ -19,7 +19,7 @@ __global__ void modulated_delta_kernel(const scalar_t* __restrict__ z,
                                        const scalar_t* __restrict__ ni,
                                        const int64_t* __restrict__ k, scalar_t* __restrict__ o,
                                        int64_t batch, int64_t features, Activation act,
-                                       at::opmath_type<scalar_t> lam,
+                                       bool from_output, at::opmath_type<scalar_t> lam,
                                        at::opmath_type<scalar_t> theta) {
   using acc_t = at::opmath_type<scalar_t>;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
@@ -30,14 +30,15 @@ __global__ void modulated_delta_kernel(const scalar_t* __restrict__ z,
          j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
       const acc_t nl = neuromodulator_level<acc_t>(lo[j], hi[j]);
       o[off + j] = static_cast<scalar_t>(naca::modulation(nl, lam, theta) *
-                                         activation_grad(static_cast<acc_t>(z[off + j]), act));
+                                         activation_grad(static_cast<acc_t>(z[off + j]), act,
+                                                         from_output));
     }
   }
 }
 
 at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
                            const at::Tensor& ni, const at::Tensor& slots, Activation act,
-                           double lam, double theta) {
+                           bool from_output, double lam, double theta) {
   const c10::cuda::CUDAGuard guard(preact.device());
   auto out = at::empty_like(preact);
   const int64_t batch = preact.size(0);
@@ -55,7 +56,7 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
     modulated_delta_kernel<scalar_t><<<grid, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
             preact.const_data_ptr<scalar_t>(), labels.const_data_ptr<int64_t>(),
             ni.const_data_ptr<scalar_t>(), slots.const_data_ptr<int64_t>(),
-            out.mutable_data_ptr<scalar_t>(), batch, features, act, static_cast<acc_t>(lam),
+            out.mutable_data_ptr<scalar_t>(), batch, features, act, from_output, static_cast<acc_t>(lam),
             static_cast<acc_t>(theta));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

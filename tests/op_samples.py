@@ -136,6 +136,19 @@ def _(device):
             "identity", 0.2, 0.4, 1.5), {}
 
 
+@sample("plasticity_update_")
+def _(device):  # preact holds act(z)
+    g, w, bias, pre, z = _linear(26, 4, 3, 5, torch.float32, device)
+    return (w, bias, pre, z.tanh(), _r(g, 4, 5, device=device), "tanh", 0.1), {"from_output": True}
+
+
+@sample("naca_hidden_update_")
+def _(device):  # preact holds act(z)
+    g, w, bias, pre, z = _linear(27, 6, 5, 4, torch.float64, device)
+    return (w, bias, pre, z.sigmoid(), _labels(g, 6, 10, device), _u(g, 20, 4, dtype=torch.float64, device=device),
+            "sigmoid", 0.05), {"from_output": True}
+
+
 # --- conv updates -----------------------------------------------------------
 
 def _conv(seed, dtype, device, cin=2, cout=4, k=3, hw=6, stride=1, pad=1, dil=1, groups=1, bias=True):
@@ -173,6 +186,19 @@ def _(device):
     g, w, b, x, z, s, p, d, gr = _conv(13, torch.float64, device, k=2, hw=5, pad=0, dil=2)
     ni = _u(g, 6, *z.shape[1:], dtype=torch.float64, device=device)
     return (w, b, x, z, _labels(g, 3, 3, device), ni, s, p, d, gr, "sigmoid", 0.1, 0.6, 1.0), {}
+
+
+@sample("conv_plasticity_update_")
+def _(device):  # preact holds act(z)
+    g, w, b, x, z, s, p, d, gr = _conv(28, torch.float32, device)
+    return (w, b, x, z.relu(), _r(g, *z.shape, device=device), s, p, d, gr, "relu", 0.1), {"from_output": True}
+
+
+@sample("naca_conv_update_")
+def _(device):  # preact holds act(z)
+    g, w, b, x, z, s, p, d, gr = _conv(29, torch.float32, device)
+    ni = _u(g, 20, *z.shape[1:], device=device)
+    return (w, b, x, z.tanh(), _labels(g, 3, 10, device), ni, s, p, d, gr, "tanh", 0.1), {"from_output": True}
 
 
 # --- spiking ops and SBP (helper-1's ops; samples mirror tests/test_snn.py etc.) ---

@@ -5,6 +5,7 @@ from torch import nn
 
 from torch_plugin import models, reference as ref
 from torch_plugin.learn import NACA
+from torch_plugin.learn.common import recording
 from torch_plugin.nn import NACAConv2d, NACALinear, NACAOutput, make_ni
 
 
@@ -77,6 +78,36 @@ def test_step_matches_reference_equations():
         torch.testing.assert_close(layer.bias.detach(), eb)
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_conv_step_matches_reference_equations(activation):
+    """Conv net: every layer's update from one forward = the reference computed from z (the learner
+    keeps only h = act(z) and takes act' from it)."""
+    torch.manual_seed(4)
+    model = models.conv_net((1, 6, 6), 3, channels=(2,), hidden=4, activation=activation, seed=1).double()
+    conv, fc, out = model[0], model[3], model[4]
+    x, y = torch.rand(5, 1, 6, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
+    act = {"sigmoid": torch.sigmoid, "relu": torch.relu}[activation]
+    wc, bc = conv.weight.detach().clone(), conv.bias.detach().clone()
+    wf, bf = fc.weight.detach().clone(), fc.bias.detach().clone()
+    wo, bo = out.weight.detach().clone(), out.bias.detach().clone()
+    zc = torch.nn.functional.conv2d(x, wc, bc, padding=1)
+    p = torch.nn.functional.avg_pool2d(act(zc), 2).flatten(1)
+    zf = p @ wf.t() + bf
+    zo = act(zf) @ wo.t() + bo
+    ec = ref.naca_conv_update(wc, bc, x, zc, y, conv.ni, (1, 1), (1, 1), (1, 1), 1, activation, 0.1)
+    ef = ref.naca_hidden_update(wf, bf, p, zf, y, fc.ni, activation, 0.1)
+    err = torch.sigmoid(zo) - torch.nn.functional.one_hot(y, 3).double()
+    eo = ref.plasticity_update(wo, bo, act(zf), zo, err, "sigmoid", 0.1)
+    learner = NACA(model, lr=0.1)
+    with torch.no_grad(), recording(learner.hidden + [learner.output]):
+        model(x)
+        assert torch.equal(conv.saved[1], act(zc))  # the layer kept h = act(z), not z
+    torch.testing.assert_close(learner.step(x, y), zo)
+    for layer, (ew, eb) in [(conv, ec), (fc, ef), (out, eo)]:
+        torch.testing.assert_close(layer.weight.detach(), ew)
+        torch.testing.assert_close(layer.bias.detach(), eb)
+
+
 def test_optimizer_path_gives_the_pseudo_gradient():
     torch.manual_seed(2)
     model = models.mlp(6, [5], 3, seed=0).double()
@@ -131,8 +162,15 @@ def test_learner_errors_are_clear():
     learner = NACA(nn.Sequential(NACALinear(3, 4, 2), NACAOutput(4, 2)))
     with pytest.raises(ValueError, match="int64"):
         learner.step(torch.rand(2, 3), torch.tensor([0.0, 1.0]))
-    with pytest.raises(RuntimeError, match="labels"):
-        learner.step(torch.rand(2, 3), torch.tensor([0, 5]))
+    w = learner.model[0].weight.detach().clone()
+    wo = learner.model[1].weight.detach().clone()
+    for bad in ([0, 5], [-1, 0]):
+        with pytest.raises(RuntimeError, match="labels"):
+            learner.step(torch.rand(2, 3), torch.tensor(bad))
+    assert torch.equal(learner.model[0].weight, w) and torch.equal(learner.model[1].weight, wo)
+    output_only = NACA(nn.Sequential(NACAOutput(3, 2)))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
+        output_only.step(torch.rand(2, 3), torch.tensor([0, 2]))
 
 
 def test_frozen_plain_layers_are_allowed():

@@ -139,6 +139,44 @@ def test_naca_hidden_equals_composition(device):
     torch.testing.assert_close(b1, b2)
 
 
+ACT = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda t: t}
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "identity"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_update_ops_from_output(device, dtype, activation, seed):
+    """from_output=True: given h = act(z) the ops apply the same update the reference computes from z."""
+    c = rand_case(seed, device, dtype)
+    h = ACT[activation](c["preact"])
+    lr = 0.05
+    rtol, atol = tol(dtype)
+    scale = max(1.0, float(c["pre"].shape[0]) ** 0.5)
+
+    w, b = c["weight"].clone(), c["bias"].clone()
+    ew, eb = ref.plasticity_update(as64(c["weight"]), as64(c["bias"]), as64(c["pre"]), as64(c["preact"]),
+                                   as64(c["signal"]), activation, lr)
+    ops.plasticity_update_(w, b, c["pre"], h, c["signal"], activation, lr, from_output=True)
+    torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * scale)
+    torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * scale)
+
+    w, b = c["weight"].clone(), c["bias"].clone()
+    ew, eb = ref.naca_hidden_update(as64(c["weight"]), as64(c["bias"]), as64(c["pre"]), as64(c["preact"]),
+                                    c["labels"].cpu(), as64(c["ni"]), activation, lr, 0.5, 1.2)
+    ops.naca_hidden_update_(w, b, c["pre"], h, c["labels"], c["ni"], activation, lr, from_output=True)
+    torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * scale * 5)
+    torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * scale * 5)
+
+
+def test_from_output_differs_from_preact():
+    """The flag changes the meaning of `preact`: the same tensor read as z or as act(z) gives different updates."""
+    c = rand_case(3, "cpu", torch.float64)
+    w1, w2 = c["weight"].clone(), c["weight"].clone()
+    ops.naca_hidden_update_(w1, None, c["pre"], c["preact"], c["labels"], c["ni"], "tanh", 0.1)
+    ops.naca_hidden_update_(w2, None, c["pre"], c["preact"], c["labels"], c["ni"], "tanh", 0.1, from_output=True)
+    assert not torch.allclose(w1, w2)
+
+
 def conv_case(seed, device, dtype):
     g = torch.Generator().manual_seed(seed)
     r = lambda lo, hi: int(torch.randint(lo, hi, (1,), generator=g))
@@ -182,6 +220,30 @@ def test_naca_conv_update(device, dtype, seed):
                                   c["labels"].cpu(), as64(c["ni"]), stride, pad, dil, groups, "relu", 0.01)
     ops.naca_conv_update_(w, b, c["input"], c["preact"], c["labels"], c["ni"], stride, pad, dil, groups, "relu", 0.01)
     rtol, atol = tol(dtype)
+    torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 10)
+    torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 10)
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_conv_updates_from_output(device, dtype, seed, activation):
+    c = conv_case(seed, device, dtype)
+    stride, pad, dil, groups = c["geom"]
+    h = ACT[activation](c["preact"])
+    rtol, atol = tol(dtype)
+    w, b = c["weight"].clone(), c["bias"].clone()
+    ew, eb = ref.conv_plasticity_update(as64(c["weight"]), as64(c["bias"]), as64(c["input"]), as64(c["preact"]),
+                                        as64(c["signal"]), stride, pad, dil, groups, activation, 0.01)
+    ops.conv_plasticity_update_(w, b, c["input"], h, c["signal"], stride, pad, dil, groups, activation, 0.01,
+                                from_output=True)
+    torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 10)
+    torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 10)
+    w, b = c["weight"].clone(), c["bias"].clone()
+    ew, eb = ref.naca_conv_update(as64(c["weight"]), as64(c["bias"]), as64(c["input"]), as64(c["preact"]),
+                                  c["labels"].cpu(), as64(c["ni"]), stride, pad, dil, groups, activation, 0.01)
+    ops.naca_conv_update_(w, b, c["input"], h, c["labels"], c["ni"], stride, pad, dil, groups, activation, 0.01,
+                          from_output=True)
     torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 10)
     torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 10)
 

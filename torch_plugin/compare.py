@@ -6,7 +6,7 @@
 
 Writes to --out: results.json (every number, schema in the README / ``RESULTS_SCHEMA``),
 results.md (the table printed at the end: mean +- std over seeds) and PNG plots
-(accuracy_curves.png; class-incremental: acc_matrix.png and weight_change.png).
+(accuracy_curves.png, weight_change.png; class-incremental also acc_matrix.png).
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="fashion-mnist",
                    help="fashion-mnist | digits | a folder of IDX files | an .npz file")
     p.add_argument("--train-subset", type=int, default=None,
-                   help="training samples used (stratified, seeded); default 10000 for the default "
+                   help="training samples used (stratified, seeded); default 20000 for the default "
                         "fashion-mnist standard study, all otherwise")
     p.add_argument("--test-subset", type=int, default=None, help="test samples used (default all)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")

@@ -205,10 +205,14 @@ def measured_macs(step_fn, batch_size: int) -> Optional[float]:
         from torch.utils.flop_counter import FlopCounterMode
 
         _register_plugin_flop_formulas()
-        with FlopCounterMode(display=False) as counter:
-            step_fn()
-        return counter.get_total_flops() / 2.0 / batch_size
+        counter = FlopCounterMode(display=False)
     except Exception:  # noqa: BLE001  (a counting failure must not stop a study)
+        return None
+    with counter:
+        step_fn()  # an error of the step itself is the caller's, not a counting failure
+    try:
+        return counter.get_total_flops() / 2.0 / batch_size
+    except Exception:  # noqa: BLE001
         return None
 
 

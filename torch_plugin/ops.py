@@ -64,6 +64,8 @@ def plasticity_update_(
     signal: Tensor,
     activation: str,
     lr: float,
+    *,
+    from_output: bool = False,
 ) -> None:
     """weight -= lr * (signal * act'(preact))^T @ pre; bias -= lr * sum_b(signal * act'(preact)).
 
@@ -72,8 +74,15 @@ def plasticity_update_(
     With signal = f(NL) it is the NACA hidden rule; with signal = the output
     error it is the output layer's delta rule. To accumulate a pseudo-gradient
     for a torch optimizer instead, pass the ``.grad`` buffers and ``lr=-1``.
+
+    from_output=True: ``preact`` holds the activation's output h = act(z)
+    instead of z, and act' is computed from it (1 - h^2, h (1 - h), 1[h > 0],
+    1), as backprop's tanh/sigmoid backward does. A layer then keeps only h,
+    which it needs anyway as the next layer's input (what the NACA layers do).
+    Same for every update op below.
     """
-    torch.ops.naca.plasticity_update_(weight, bias, pre, preact, signal, activation, float(lr))
+    torch.ops.naca.plasticity_update_(weight, bias, pre, preact, signal, activation, float(lr),
+                                      from_output=bool(from_output))
 
 
 def naca_hidden_update_(
@@ -87,14 +96,17 @@ def naca_hidden_update_(
     lr: float,
     lam: float = 0.5,
     theta: float = 1.2,
+    *,
+    from_output: bool = False,
 ) -> None:
     """The fused NACA hidden-layer update: plasticity_update_ with signal = f(E[labels] @ NI).
 
-    weight: (H, I), bias: (H,) or None, pre: (B, I), preact: (B, H),
-    labels: (B,) int64, ni: (2N, H). NL and f(NL) are never stored.
+    weight: (H, I), bias: (H,) or None, pre: (B, I), preact: (B, H) (z, or act(z)
+    with from_output=True), labels: (B,) int64, ni: (2N, H). NL and f(NL) are never stored.
     """
     torch.ops.naca.naca_hidden_update_(
-        weight, bias, pre, preact, labels, ni, activation, float(lr), float(lam), float(theta)
+        weight, bias, pre, preact, labels, ni, activation, float(lr), float(lam), float(theta),
+        from_output=bool(from_output),
     )
 
 
@@ -110,16 +122,19 @@ def conv_plasticity_update_(
     groups: int = 1,
     activation: str = "tanh",
     lr: float = 1e-3,
+    *,
+    from_output: bool = False,
 ) -> None:
     """Conv2d plasticity: weight -= lr * dConv/dW(input, signal * act'(preact)).
 
     weight: (C_out, C_in/groups, kh, kw), input: (B, C_in, H, W),
     preact and signal: (B, C_out, Ho, Wo), the conv output before activation
-    (and before any pooling). bias -= lr * sum over (B, Ho, Wo).
+    (and before any pooling; with from_output=True, after the activation).
+    bias -= lr * sum over (B, Ho, Wo).
     """
     torch.ops.naca.conv_plasticity_update_(
         weight, bias, input, preact, signal, list(stride), list(padding), list(dilation),
-        int(groups), activation, float(lr),
+        int(groups), activation, float(lr), from_output=bool(from_output),
     )
 
 
@@ -138,11 +153,14 @@ def naca_conv_update_(
     lr: float = 1e-3,
     lam: float = 0.5,
     theta: float = 1.2,
+    *,
+    from_output: bool = False,
 ) -> None:
-    """The fused NACA conv update: f(NL) per (channel, y, x), ni: (2N, C_out, Ho, Wo)."""
+    """The fused NACA conv update: f(NL) per (channel, y, x), ni: (2N, C_out, Ho, Wo);
+    preact is z, or act(z) with from_output=True."""
     torch.ops.naca.naca_conv_update_(
         weight, bias, input, preact, labels, ni, list(stride), list(padding), list(dilation),
-        int(groups), activation, float(lr), float(lam), float(theta),
+        int(groups), activation, float(lr), float(lam), float(theta), from_output=bool(from_output),
     )
 
 

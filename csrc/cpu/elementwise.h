@@ -59,8 +59,11 @@ inline T modulation_select(T x, T lam, T theta) {
 // sigmoid(z), relu(z), or nothing (identity). finish_grad turns an element of
 // it into phi'(z); the kernels then write their result over it in place, so a
 // delta costs one B x H allocation.
-inline at::Tensor grad_source(const at::Tensor& z, Activation act) {
+// With from_output the caller already holds act(z): the kernels read it and write
+// into a fresh buffer.
+inline at::Tensor grad_source(const at::Tensor& z, Activation act, bool from_output = false) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
+  if (from_output) return at::empty_like(z);
   if (act == Activation::Tanh) return at::tanh(z);
   if (act == Activation::Sigmoid) return at::sigmoid(z);
   if (act == Activation::Relu) return at::relu(z);

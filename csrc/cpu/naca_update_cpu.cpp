@@ -10,15 +10,17 @@ namespace naca::cpu {
 
 at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
                            const at::Tensor& ni, const at::Tensor& slots, Activation act,
-                           double lam, double theta) {
+                           bool from_output, double lam, double theta) {
   const int64_t batch = preact.size(0);
   const int64_t features = batch == 0 ? 0 : preact.numel() / batch;
-  auto out = grad_source(preact, act);  // overwritten in place by the delta
+  auto out = grad_source(preact, act, from_output);  // overwritten in place by the delta
   const int64_t* y = labels.const_data_ptr<int64_t>();
   const int64_t* k = slots.const_data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(preact.scalar_type(), "naca_modulated_delta_cpu", [&] {
     const scalar_t* w = ni.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    // phi' comes from u = act(z): the caller's tensor, or ATen's result in `out`.
+    const scalar_t* u = from_output ? preact.const_data_ptr<scalar_t>() : o;
     const auto l = static_cast<scalar_t>(lam);
     const auto th = static_cast<scalar_t>(theta);
     dispatch_activation(act, [&](auto tag) {
@@ -26,10 +28,11 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
       for_rows(batch, features, [&](int64_t b, int64_t j0, int64_t j1, int64_t off) {
         const scalar_t* __restrict__ lo = w + k[y[b]] * features;
         const scalar_t* __restrict__ hi = lo + features;
-        scalar_t* __restrict__ ob = o + off;
+        scalar_t* ob = o + off;
+        const scalar_t* ub = u + off;
         for (int64_t j = j0; j < j1; ++j) {
           const scalar_t nl = neuromodulator_level(lo[j], hi[j]);
-          ob[j] = modulation_select(nl, l, th) * finish_grad<A>(ob[j]);
+          ob[j] = modulation_select(nl, l, th) * finish_grad<A>(ub[j]);
         }
       });
     });

@@ -7,15 +7,18 @@
 
 namespace naca::cpu {
 
-at::Tensor activation_delta(const at::Tensor& preact, const at::Tensor& signal, Activation act) {
-  auto out = grad_source(preact, act);  // overwritten in place by the delta
+at::Tensor activation_delta(const at::Tensor& preact, const at::Tensor& signal, Activation act,
+                            bool from_output) {
+  auto out = grad_source(preact, act, from_output);  // overwritten in place by the delta
   AT_DISPATCH_FLOATING_TYPES(preact.scalar_type(), "naca_activation_delta_cpu", [&] {
     const scalar_t* __restrict__ s = signal.const_data_ptr<scalar_t>();
-    scalar_t* __restrict__ o = out.mutable_data_ptr<scalar_t>();
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    // phi' comes from u = act(z): the caller's tensor, or ATen's result in `out`.
+    const scalar_t* u = from_output ? preact.const_data_ptr<scalar_t>() : o;
     dispatch_activation(act, [&](auto tag) {
       constexpr Activation A = decltype(tag)::value;
       at::parallel_for(0, preact.numel(), kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) o[i] = s[i] * finish_grad<A>(o[i]);
+        for (int64_t i = begin; i < end; ++i) o[i] = s[i] * finish_grad<A>(u[i]);
       });
     });
   });

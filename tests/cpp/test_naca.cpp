@@ -65,8 +65,8 @@ TEST(Plasticity, HandComputedTwoByThree) {
   auto s = torch::tensor({{1.0, -2.0}}, torch::kFloat64);
   op("naca::plasticity_update_")
       .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
-                  const at::Tensor&, std::string, double)>()
-      .call(w, b, x, z, s, "identity", 0.5);
+                  const at::Tensor&, std::string, double, bool)>()
+      .call(w, b, x, z, s, "identity", 0.5, false);
   auto expected = torch::tensor({{-0.5, -1.0, -1.5}, {1.0, 2.0, 3.0}}, torch::kFloat64);
   EXPECT_TRUE(torch::allclose(w, expected)) << w;
   EXPECT_TRUE(torch::allclose(b, torch::tensor({-0.5, 1.0}, torch::kFloat64))) << b;
@@ -80,12 +80,32 @@ TEST(Plasticity, TanhDerivativeScalesTheSignal) {
   auto s = torch::tensor({{1.0, 1.0}}, torch::kFloat64);
   op("naca::plasticity_update_")
       .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
-                  const at::Tensor&, std::string, double)>()
-      .call(w, std::nullopt, x, z, s, "tanh", 1.0);
+                  const at::Tensor&, std::string, double, bool)>()
+      .call(w, std::nullopt, x, z, s, "tanh", 1.0, false);
   const double g = 1.0 - std::tanh(0.5) * std::tanh(0.5);
   EXPECT_NEAR(w[0][0].item<double>(), -g, 1e-12);
   EXPECT_NEAR(w[1][2].item<double>(), g, 1e-12);
   EXPECT_NEAR(w[0][1].item<double>(), 0.0, 1e-12);
+}
+
+TEST(Plasticity, FromOutputTakesTheDerivativeFromH) {
+  // h = tanh(0.5) given with from_output = true: the same update as z = 0.5; sigmoid from
+  // h = 0.25: sigmoid' = h (1 - h) = 0.1875.
+  using Fn = void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
+                  const at::Tensor&, std::string, double, bool);
+  auto x = torch::tensor({{1.0, 0.0, -1.0}}, torch::kFloat64);
+  auto s = torch::tensor({{1.0, 1.0}}, torch::kFloat64);
+  auto w = torch::zeros({2, 3}, torch::kFloat64);
+  op("naca::plasticity_update_").typed<Fn>().call(
+      w, std::nullopt, x, torch::full({1, 2}, std::tanh(0.5), torch::kFloat64), s, "tanh", 1.0, true);
+  const double g = 1.0 - std::tanh(0.5) * std::tanh(0.5);
+  EXPECT_NEAR(w[0][0].item<double>(), -g, 1e-12);
+  EXPECT_NEAR(w[1][2].item<double>(), g, 1e-12);
+  auto w2 = torch::zeros({2, 3}, torch::kFloat64);
+  op("naca::plasticity_update_").typed<Fn>().call(
+      w2, std::nullopt, x, torch::full({1, 2}, 0.25, torch::kFloat64), s, "sigmoid", 1.0, true);
+  EXPECT_NEAR(w2[0][0].item<double>(), -0.1875, 1e-12);
+  EXPECT_NEAR(w2[1][2].item<double>(), 0.1875, 1e-12);
 }
 
 TEST(Plasticity, BadShapeThrowsAndLeavesWeight) {
@@ -94,8 +114,8 @@ TEST(Plasticity, BadShapeThrowsAndLeavesWeight) {
   auto z = torch::zeros({1, 2}, torch::kFloat64);
   EXPECT_THROW(op("naca::plasticity_update_")
                    .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&,
-                               const at::Tensor&, const at::Tensor&, std::string, double)>()
-                   .call(w, std::nullopt, x, z, z, "identity", 0.5),
+                               const at::Tensor&, const at::Tensor&, std::string, double, bool)>()
+                   .call(w, std::nullopt, x, z, z, "identity", 0.5, false),
                c10::Error);
   EXPECT_TRUE(torch::equal(w, torch::ones({2, 3}, torch::kFloat64)));
 }
@@ -109,15 +129,15 @@ TEST(NacaHidden, FusedEqualsHandComputedSignal) {
   auto y = torch::tensor({0, 1}, torch::kLong);
   op("naca::naca_hidden_update_")
       .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
-                  const at::Tensor&, const at::Tensor&, std::string, double, double, double)>()
-      .call(w, std::nullopt, x, z, y, ni, "identity", 1.0, 0.5, 1.2);
+                  const at::Tensor&, const at::Tensor&, std::string, double, double, double, bool)>()
+      .call(w, std::nullopt, x, z, y, ni, "identity", 1.0, 0.5, 1.2, false);
   // NL(class 0) = 0.75 -> f = -1; NL(class 1) = 0.25 -> f = 1: the two cancel.
   EXPECT_NEAR(w.item<double>(), 0.0, 1e-12);
   auto w2 = torch::zeros({1, 1}, torch::kFloat64);
   op("naca::naca_hidden_update_")
       .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
-                  const at::Tensor&, const at::Tensor&, std::string, double, double, double)>()
-      .call(w2, std::nullopt, x.slice(0, 0, 1), z.slice(0, 0, 1), y.slice(0, 0, 1), ni, "identity", 1.0, 0.5, 1.2);
+                  const at::Tensor&, const at::Tensor&, std::string, double, double, double, bool)>()
+      .call(w2, std::nullopt, x.slice(0, 0, 1), z.slice(0, 0, 1), y.slice(0, 0, 1), ni, "identity", 1.0, 0.5, 1.2, false);
   EXPECT_NEAR(w2.item<double>(), 1.0, 1e-12);  // W -= 1 * (-1) * 1
 }
 

@@ -28,11 +28,16 @@ def targets(params: Iterable[Optional[Tensor]], optimizer) -> list[Optional[Tens
 
 
 @contextmanager
-def recording(layers: Iterable[nn.Module]) -> Iterator[None]:
-    """Make the layers keep (input, pre-activation) of the forward inside the block."""
+def recording(layers: Iterable[nn.Module], keep: str = "output") -> Iterator[None]:
+    """Make the layers keep what their learner needs of the forward inside the block.
+
+    keep="output": (input, act(z)) for NACALinear/NACAConv2d (the NACA update takes act'
+    from it); keep="preact": (input, z) (SBP's nudged phase needs z). The output and
+    spiking layers keep their own tuple either way.
+    """
     layers = list(layers)
     for layer in layers:
-        layer.record = True
+        layer.record = "preact" if keep == "preact" else True
         layer.saved = None
     try:
         yield

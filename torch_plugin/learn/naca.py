@@ -135,8 +135,15 @@ class NACA:
         """
         if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
             raise ValueError(f"NACA.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        if not self.hidden and not torch.compiler.is_compiling() and y.numel() > 0:
+            # No hidden op runs first to validate the labels (F.one_hot does not check on CUDA).
+            lo, hi = torch.stack(torch.aminmax(y)).tolist()
+            if lo < 0 or hi >= self.num_classes:
+                raise ValueError(f"NACA.step: labels must be in [0, {self.num_classes}), "
+                                 f"got values in [{lo}, {hi}]")
         into_grad = self.optimizer is not None if into_grad is None else bool(into_grad)
-        self.model.train()
+        if not self.model.training:  # (a recursive train() per step costs more than the checks)
+            self.model.train()
         lr = -1.0 if into_grad else self.lr
         with torch.no_grad(), recording(self.hidden + [self.output]):
             logits = self.model(x)
@@ -149,7 +156,12 @@ class NACA:
                     spikes = spikes.mean(0) - F.one_hot(y, self.output.num_classes).to(spikes.dtype)
                 self._spiking_update(self.output, spikes, lr, into_grad)
             else:
-                for layer in self.hidden:
+                # The hidden layers from the last to the first, then the output layer: the
+                # updates are independent (each reads only its own saved forward tensors);
+                # in this order each layer's input, kept by the layer above, is freed before
+                # the larger, earlier layers' deltas are allocated (lower peak memory), and
+                # the first op run validates the labels before anything is written.
+                for layer in reversed(self.hidden):
                     self._hidden_update(layer, y, lr, into_grad)
                 self._output_update(y, lr, into_grad)
         return logits
@@ -157,14 +169,14 @@ class NACA:
     def _hidden_update(self, layer, y: Tensor, lr: float, into_grad: bool) -> None:
         if layer.saved is None:
             raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
-        pre, z = layer.saved
+        pre, h = layer.saved  # the layer keeps its output h = act(z); act' is taken from h
         w, b = targets([layer.weight, layer.bias], into_grad or None)
         if isinstance(layer, NACAConv2d):
-            ops.naca_conv_update_(w, b, pre, z, y, layer.ni, layer.stride, layer.padding, layer.dilation,
-                                  layer.groups, layer.activation, lr, self.lam, self.theta)
+            ops.naca_conv_update_(w, b, pre, h, y, layer.ni, layer.stride, layer.padding, layer.dilation,
+                                  layer.groups, layer.activation, lr, self.lam, self.theta, from_output=True)
         else:
-            ops.naca_hidden_update_(w, b, pre, z, y, layer.ni,
-                                    layer.activation, lr, self.lam, self.theta)
+            ops.naca_hidden_update_(w, b, pre, h, y, layer.ni,
+                                    layer.activation, lr, self.lam, self.theta, from_output=True)
         layer.saved = None
 
     def _output_update(self, y: Tensor, lr: float, into_grad: bool) -> None:

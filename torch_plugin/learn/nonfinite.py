@@ -1,4 +1,4 @@
-"""The ``skip_nonfinite`` policy of the learners: an update with a NaN or an Inf
+"""The ``skip_nonfinite`` policy of the NACA learner (SBP has none): an update with a NaN or an Inf
 anywhere is not applied, and counted in ``learner.skipped_steps``.
 
 The update is first written as a pseudo-gradient into ``.grad`` (in place SGD

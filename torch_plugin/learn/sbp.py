@@ -99,7 +99,7 @@ class SBP:
             raise ValueError(f"SBP.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
         self.model.train()
         hid, out = self.hidden, self.output
-        with torch.no_grad(), recording([hid, out]):
+        with torch.no_grad(), recording([hid, out], keep="output" if self.spiking else "preact"):
             result = self.model(x)
             if hid.saved is None or out.saved is None:
                 raise RuntimeError("SBP: the hidden and output layers must both run in the model's forward")
@@ -107,7 +107,7 @@ class SBP:
                 pre, _, s_h = hid.saved
                 r_x, r_h, r_o = pre.mean(0), s_h.mean(0), out.saved[2].mean(0)
             else:
-                pre, z_h = hid.saved
+                pre, z_h = hid.saved  # (input, pre-activation): the nudged phase needs z
                 r_x, r_h, r_o = pre, hid._act(z_h), torch.sigmoid(out.saved[1])
             target = F.one_hot(y, self.num_classes).to(r_o.dtype)
             top_down = self.beta * (target - r_o)  # r_o^beta - r_o

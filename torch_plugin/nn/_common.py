@@ -14,6 +14,15 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "identity": lambda t: t,
 }
 
+# In-place forms, for a forward that records for a learner (no autograd): z's
+# buffer becomes h, so the layer keeps one B x H tensor instead of two.
+ACTIVATIONS_INPLACE: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": torch.tanh_,
+    "sigmoid": torch.sigmoid_,
+    "relu": torch.relu_,
+    "identity": lambda t: t,
+}
+
 NI_INITS = ("uniform", "normal", "beta", "zeros")
 
 
@@ -22,6 +31,41 @@ def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
         return ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+
+
+class Recording:
+    """Mixin of the trained layers: ``record`` (set by the learners) and ``saved``
+    (what the forward kept) are plain attributes, set without ``nn.Module.__setattr__``'s
+    parameter/buffer/module bookkeeping, which costs more than the rest of a small
+    step's Python (they are set a few times per layer per step)."""
+
+    _PLAIN = frozenset(("record", "saved"))
+
+    def __setattr__(self, name, value):
+        if name in Recording._PLAIN:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+
+def activate_and_record(layer, x: Tensor, z: Tensor) -> Tensor:
+    """h = act(z); when the layer records for a learner, keep (x, h) in ``layer.saved``.
+
+    The NACA learner takes act' from h (the update ops' ``from_output=True``), so z
+    is not kept; without autograd (the learners' forward) h overwrites z in place.
+    ``layer.record == "preact"`` keeps (x, z) instead (see learn.common.recording).
+    """
+    if not layer.record:
+        return layer._act(z)
+    if layer.record == "preact":  # the learner asked for z (SBP)
+        layer.saved = (x.detach(), z.detach())
+        return layer._act(z)
+    if torch.is_grad_enabled() and (z.requires_grad or x.requires_grad):
+        h = layer._act(z)
+    else:
+        h = ACTIVATIONS_INPLACE[layer.activation](z)
+    layer.saved = (x.detach(), h.detach())
+    return h
 
 
 def make_ni(

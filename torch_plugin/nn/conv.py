@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from ._common import activation_fn, make_ni
+from ._common import Recording, activate_and_record, activation_fn, make_ni
 
 
-class NACAConv2d(nn.Conv2d):
+class NACAConv2d(Recording, nn.Conv2d):
     """``nn.Conv2d`` followed by an activation, with a per-(channel, y, x) NI buffer.
 
     NACA modulates every output position: NI has shape (2N, C_out, Ho, Wo), so the
@@ -62,9 +62,7 @@ class NACAConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         z = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if self.record:
-            self.saved = (x.detach(), z.detach())
-        return self._act(z)
+        return activate_and_record(self, x, z)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, num_classes={self.num_classes}, "

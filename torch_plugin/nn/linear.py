@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import activation_fn, make_ni
+from ._common import Recording, activate_and_record, activation_fn, make_ni
 
 
-class NACALinear(nn.Linear):
+class NACALinear(Recording, nn.Linear):
     """``nn.Linear`` followed by an activation, with the fixed NI buffer NACA needs.
 
     Drop-in for ``nn.Linear`` + activation: ``y = act(x W^T + b)``. Autograd sees an
@@ -44,20 +44,18 @@ class NACALinear(nn.Linear):
         self._act = activation_fn(activation)
         ni = make_ni(num_classes, (out_features,), ni_init, seed, self.weight.dtype, self.weight.device)
         self.register_buffer("ni", ni)
-        self.record = False  # set by the learner: keep (input, pre-activation) of the last forward
+        self.record = False  # set by the learner: keep (input, output) of the last forward
         self.saved: Optional[tuple[Tensor, Tensor]] = None
 
     def forward(self, x: Tensor) -> Tensor:
         z = F.linear(x, self.weight, self.bias)
-        if self.record:
-            self.saved = (x.detach(), z.detach())
-        return self._act(z)
+        return activate_and_record(self, x, z)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_classes={self.num_classes}, activation={self.activation}"
 
 
-class NACAOutput(nn.Linear):
+class NACAOutput(Recording, nn.Linear):
     """The output layer: ``nn.Linear`` that returns logits z = x W^T + b.
 
     The NACA learner trains it from its own error e = sigmoid(z) - onehot(y)

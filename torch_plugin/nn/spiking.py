@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from ._common import make_ni
+from ._common import Recording, make_ni
 
 __all__ = [
     "LIF", "NACASpikingLinear", "BernoulliEncoder", "SpikeRate", "STPSynapse",
@@ -95,7 +95,7 @@ class LIF(nn.Module):
         return f"decay={self.decay}, threshold={self.threshold}, reset={self.reset!r}, surrogate={self.surrogate}"
 
 
-class NACASpikingLinear(nn.Linear):
+class NACASpikingLinear(Recording, nn.Linear):
     """A spiking layer: current I_t = W x_t + b fed to LIF neurons, over (T, B, I) -> (T, B, H) spikes.
 
     Trained by ``learn.NACA`` with ``ops.naca_snn_update_`` (hidden layers by

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, as one script for a lent GPU machine (CI has none):
+# build with CUDA, the CUDA tests, the benchmarks, compute-sanitizer memcheck and
+# racecheck on the CUDA op tests. Every phase has its own time limit and log, so a
+# slow phase cannot hide the others' results.
+#   OUT=/some/dir bash .ci/gpu_check.sh     (logs and benchmark files go to $OUT)
+# Budgets (seconds) can be changed with BUILD_S, TEST_S, BENCH_S, MEMCHECK_S, RACECHECK_S.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out/gpu_check}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+status() { echo "[gpu_check] $*" | tee -a "$OUT/summary.txt"; }
+
+nvidia-smi -L | tee -a "$OUT/summary.txt"
+$PY -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" | tee -a "$OUT/summary.txt"
+
+# Some GPU images default to a compiler wrapper (/opt/gcc) with which every
+# TORCH_CHECK that formats a number crashed the built extension: use the system gcc.
+if [ -x /usr/bin/g++ ]; then export CXX=/usr/bin/g++ CC=/usr/bin/gcc; fi
+t0=$SECONDS
+TORCH_PLUGIN_CUDA=1 MAX_JOBS=${MAX_JOBS:-16} timeout "${BUILD_S:-240}" \
+  $PY setup.py build_ext --inplace >"$OUT/build.log" 2>&1
+status "build rc=$? in $((SECONDS - t0)) s"
+$PY -c "import torch_plugin; assert torch_plugin.built_with_cuda(), 'CUDA kernels not built'" 2>&1 |
+  tee -a "$OUT/summary.txt" || exit 1
+
+t0=$SECONDS
+timeout "${TEST_S:-120}" $PY -m pytest tests -q -p no:cacheprovider -k cuda -n 8 >"$OUT/pytest_cuda.log" 2>&1
+status "pytest -k cuda rc=$? in $((SECONDS - t0)) s: $(tail -n 1 "$OUT/pytest_cuda.log")"
+
+t0=$SECONDS
+timeout "${BENCH_S:-150}" $PY -m torch_plugin.bench --device cuda --sections step,ops,snn \
+  --out "$OUT/bench" >"$OUT/bench.log" 2>&1
+status "bench rc=$? in $((SECONDS - t0)) s"
+
+# The op tests on CUDA, float32, under the sanitizers (slow: a few hundred kernels).
+SAN_TESTS="tests/test_naca_ops.py tests/test_snn.py tests/test_stdp.py tests/test_sbp.py"
+t0=$SECONDS
+timeout "${MEMCHECK_S:-90}" compute-sanitizer --tool memcheck --error-exitcode 9 \
+  $PY -m pytest $SAN_TESTS -q -p no:cacheprovider -k "cuda and not float64 and not bfloat16 and not float16" \
+  >"$OUT/memcheck.log" 2>&1
+status "memcheck rc=$? in $((SECONDS - t0)) s: $(grep -h 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -n 1) $(grep -hE '[0-9]+ passed' "$OUT/memcheck.log" | tail -n 1)"
+
+t0=$SECONDS
+timeout "${RACECHECK_S:-60}" compute-sanitizer --tool racecheck --error-exitcode 9 \
+  $PY -m pytest tests/test_naca_ops.py tests/test_snn.py -q -p no:cacheprovider -k "cuda and not float64 and not bfloat16 and not float16" \
+  >"$OUT/racecheck.log" 2>&1
+status "racecheck rc=$? in $((SECONDS - t0)) s: $(grep -hE 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -n 1) $(grep -hE '[0-9]+ passed' "$OUT/racecheck.log" | tail -n 1)"
