@@ -18,7 +18,9 @@ figure is a ratio against a baseline measured in the same process:
   the reference's loop over T.
 * scaling: time per NACA and BP step as the width and the batch grow.
 
-Times are medians of ``repeats`` runs after warm-up (CUDA: events, synchronized).
+Times are medians of ``repeats`` runs after warm-up (CUDA: events, synchronized;
+each run is ``inner`` = 10 back-to-back calls, so the host may run ahead of the GPU
+as in a training loop, unless a call synchronizes).
 Peak memory: CUDA ``max_memory_allocated`` after a reset, minus what was allocated
 before the step; CPU: the peak of the running sum of the tensor allocations and
 frees the step makes, from the profiler's memory events (the CPU allocator's
@@ -51,9 +53,14 @@ SECTIONS = ("step", "ops", "snn", "scaling")
 # ---------------------------------------------------------------------------
 
 class Timer:
-    def __init__(self, device: torch.device, repeats: int, warmup: int):
+    """Median seconds per call. On CUDA each timed sample is ``inner`` back-to-back
+    calls between two events (what a training loop sees: the host may run ahead of
+    the GPU, except where a call synchronizes), divided by ``inner``."""
+
+    def __init__(self, device: torch.device, repeats: int, warmup: int, inner: int = 1):
         self.device, self.repeats, self.warmup = device, repeats, warmup
         self.cuda = device.type == "cuda"
+        self.inner = max(1, int(inner)) if self.cuda else 1
 
     def sync(self) -> None:
         if self.cuda:
@@ -70,10 +77,11 @@ class Timer:
             if self.cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                fn()
+                for _ in range(self.inner):
+                    fn()
                 end.record()
                 end.synchronize()
-                times.append(start.elapsed_time(end) / 1e3)
+                times.append(start.elapsed_time(end) / 1e3 / self.inner)
             else:
                 t0 = time.perf_counter()
                 fn()
@@ -487,7 +495,8 @@ def to_markdown(res: dict) -> str:
            f"fp32 mm peak {m['bounds']['peak_flops_float32'] / 1e12:.3f} TFLOP/s"
            + (f", bf16 mm peak {m['bounds']['peak_flops_bfloat16'] / 1e12:.1f} TFLOP/s"
               if "peak_flops_bfloat16" in m["bounds"] else "")
-           + f" ({m['bounds']['mm_size']}^3 torch.mm). Median of {m['repeats']} runs after {m['warmup']} warm-up."]
+           + f" ({m['bounds']['mm_size']}^3 torch.mm). Median of {m['repeats']} runs after {m['warmup']} warm-up"
+           + (f", each run {m['inner']} back-to-back calls." if m.get("inner", 1) > 1 else ".")]
     if m.get("caveat"):
         out += ["", f"Caveat: {m['caveat']}"]
     if "step" in res:
@@ -547,18 +556,19 @@ def cpu_model() -> str:
 
 
 def run(device: str = "cpu", quick: bool = False, sections=SECTIONS, repeats: Optional[int] = None,
-        warmup: Optional[int] = None, command: str = "") -> dict:
+        warmup: Optional[int] = None, command: str = "", inner: Optional[int] = None) -> dict:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench: --device cuda but no CUDA device is available")
     timer = Timer(dev, repeats or (2 if quick else (5 if dev.type == "cpu" else 20)),
-                  warmup if warmup is not None else (1 if quick else (2 if dev.type == "cpu" else 5)))
+                  warmup if warmup is not None else (1 if quick else (2 if dev.type == "cpu" else 5)),
+                  inner if inner is not None else (1 if quick else 10))
     bounds = measure_bounds(dev, timer, quick)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     meta = {"device": device, "device_name": device_name(dev) if dev.type == "cuda" else cpu_model(),
             "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores", "quick": quick,
-            "repeats": timer.repeats, "warmup": timer.warmup, "bounds": bounds, "command": command,
+            "repeats": timer.repeats, "warmup": timer.warmup, "inner": timer.inner, "bounds": bounds, "command": command,
             "load_average_1min_at_start": load}
     if dev.type == "cpu" and os.cpu_count() and os.cpu_count() <= 4:
         meta["caveat"] = (f"{os.cpu_count()} CPU cores, possibly shared with other processes "
@@ -584,6 +594,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="out/bench", help="folder for benchmarks.md and benchmarks.json")
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
     p.add_argument("--repeats", type=int, default=None, help="timed runs per figure (median)")
+    p.add_argument("--inner", type=int, default=None,
+                   help="CUDA: back-to-back calls per timed run (default 10; 1 = single-call latency)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs before each figure")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU intra-op threads)")
     args = p.parse_args(argv)
@@ -594,7 +606,7 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     command = "python -m torch_plugin.bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    res = run(args.device, args.quick, sections, args.repeats, args.warmup, command.strip())
+    res = run(args.device, args.quick, sections, args.repeats, args.warmup, command.strip(), args.inner)
     md = to_markdown(res)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "benchmarks.md"), "w") as f:
