@@ -121,6 +121,28 @@ NACA_HD T trace_step(T trace_prev, T spike, T decay) {
   return decay * trace_prev + spike;
 }
 
+// One Tsodyks-Markram short-term plasticity step (time in steps) for a spike s,
+// in this order, each update using the values just computed (the authors' code):
+// u += -u / tau_f + U s (1 - u); x += (1 - x) / tau_d - u x s; I += -I / tau_s + A u x s.
+template <typename T>
+NACA_HD void stp_step(T& u, T& x, T& current, T s, T U, T tau_f, T tau_d, T tau_s, T A) {
+  u = u - u / tau_f + U * s * (T(1) - u);
+  x = x + (T(1) - x) / tau_d - u * x * s;
+  current = current - current / tau_s + A * u * x * s;
+}
+
+// v clamped to [0, 1] as torch.clamp(v, 0, 1): NaN stays NaN.
+template <typename T>
+NACA_HD T clamp01(T v) {
+  return v < T(0) ? T(0) : (v > T(1) ? T(1) : v);
+}
+
+// One homeostatic relaxation step of SBP: s <- clamp01(s - eps (s - drive)).
+template <typename T>
+NACA_HD T relax_step(T s, T drive, T eps) {
+  return clamp01(s - eps * (s - drive));
+}
+
 // Weight bounds of STDP.
 enum class Bound : int { None = 0, Hard = 1, Soft = 2 };
 

@@ -47,6 +47,12 @@ TORCH_LIBRARY(naca, m) {
       "stdp_update_(Tensor(a!) weight, Tensor pre_spikes, Tensor post_spikes, float tau_pre=20., "
       "float tau_post=20., float a_plus=0.01, float a_minus=0.012, float w_min=0., float w_max=1., "
       "str bound=\"hard\", Tensor? modulator=None, float lr=1., float dt=1.) -> ()");
+  // Tsodyks-Markram short-term plasticity, spikes (T, B, N) -> synaptic current (T, B, N), from u = 0, x = 1, I = 0.
+  m.def(
+      "stp_forward(Tensor spikes, float U=0.45, float tau_f=10., float tau_d=2., float tau_s=2., "
+      "float A=1.) -> Tensor");
+  // SBP's homeostatic relaxation, elementwise: `iters` times state <- clamp(state - eps (state - drive), 0, 1).
+  m.def("homeostatic_relax(Tensor state, Tensor drive, float eps=0.5, int iters=20) -> Tensor");
   // SBP (ALGORITHMS.md 2.1) on w_in (H, I) and w_out (O, H), both (post, pre): lateral spread of the
   // local changes dw_*, self-backpropagated spread onto w_in (on `mask`, lambda_p), w += alpha * dW_final.
   m.def(

@@ -1,8 +1,9 @@
-// The spiking-network ops (lif_forward, naca_snn_update_, stdp_update_),
-// written once as templates over a backend's sequence kernels, like
-// update_ops.h: validate everything first, run the backend's fused kernel
-// (one launch that loops over T), then apply the batch-and-time outer product
-// as one GEMM over (T * B) rows (update.h).
+// The spiking-network ops (lif_forward, naca_snn_update_, stdp_update_,
+// stp_forward, homeostatic_relax), written once as templates over a backend's
+// sequence kernels, like update_ops.h: validate everything first, run the
+// backend's fused kernel (one launch that loops over T, or over the relaxation
+// steps), then, for the updates, apply the batch-and-time outer product as one
+// GEMM over (T * B) rows (update.h).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -31,6 +32,12 @@ namespace naca {
   void stdp_apply(at::Tensor& weight, const at::Tensor& ltp, const at::Tensor& ltd,           \
                   double a_plus, double a_minus, double lr, double w_min, double w_max,       \
                   Bound bound);                                                               \
+  /* synaptic current (T, B, N) of Tsodyks-Markram synapses driven by spikes (T, B, N) */     \
+  at::Tensor stp_scan(const at::Tensor& spikes, double U, double tau_f, double tau_d,         \
+                      double tau_s, double A);                                                \
+  /* relax_step applied `iters` times to each element of state (drive: same shape) */         \
+  at::Tensor relax(const at::Tensor& state, const at::Tensor& drive, double eps,              \
+                   int64_t iters);                                                            \
   }
 
 NACA_DECLARE_SNN_KERNELS(cpu)
@@ -67,6 +74,8 @@ using SnnDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at
 using TracesFn = at::Tensor (*)(const at::Tensor&, double);
 using StdpApplyFn = void (*)(at::Tensor&, const at::Tensor&, const at::Tensor&, double, double,
                              double, double, double, Bound);
+using StpScanFn = at::Tensor (*)(const at::Tensor&, double, double, double, double, double);
+using RelaxFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, double, int64_t);
 
 template <LifScanFn scan>
 std::tuple<at::Tensor, at::Tensor> lif_forward(const at::Tensor& current, double decay,
@@ -94,6 +103,33 @@ std::tuple<at::Tensor, at::Tensor> lif_forward(const at::Tensor& current, double
     s0 = at::zeros(state, current.options());
   }
   return scan(current.contiguous(), v0, s0, decay, threshold, reset == "soft");
+}
+
+template <StpScanFn scan>
+at::Tensor stp_forward(const at::Tensor& spikes, double U, double tau_f, double tau_d,
+                       double tau_s, double A) {
+  const char* op = "stp_forward";
+  snn_detail::check_seq(spikes, op, "spikes");
+  for (auto [v, name] : {std::pair{U, "U"}, {tau_f, "tau_f"}, {tau_d, "tau_d"}, {tau_s, "tau_s"},
+                         {A, "A"}}) {
+    check_finite_scalar(v, op, name);
+  }
+  for (auto [v, name] : {std::pair{tau_f, "tau_f"}, {tau_d, "tau_d"}, {tau_s, "tau_s"}}) {
+    TORCH_CHECK(v > 0, "naca::", op, ": argument '", name, "' expected > 0, got ", v);
+  }
+  return scan(spikes.contiguous(), U, tau_f, tau_d, tau_s, A);
+}
+
+template <RelaxFn kernel>
+at::Tensor homeostatic_relax(const at::Tensor& state, const at::Tensor& drive, double eps,
+                             int64_t iters) {
+  const char* op = "homeostatic_relax";
+  check_defined(state, op, "state");
+  check_floating(state, op, "state");
+  snn_detail::check_like(drive, op, "drive", state, "state", state.sizes());
+  check_finite_scalar(eps, op, "eps");
+  TORCH_CHECK(iters >= 0, "naca::", op, ": argument 'iters' expected >= 0, got ", iters);
+  return kernel(state.contiguous(), drive.contiguous(), eps, iters);
 }
 
 // Checks weight (H, I), bias (H) or none, pre_spikes (T, B, I), voltages and

@@ -256,6 +256,43 @@ def _(device):
             10.0, 15.0, 0.02, 0.01, 0.0, 1.0, "soft", _u(g, 3, 6, device=device), 0.5, 1.0), {}
 
 
+@sample("stp_forward")
+def _(device):
+    g = _gen(30)
+    return (_spikes(g, 5, 3, 4, device=device),), {}
+
+
+@sample("stp_forward")
+def _(device):
+    g = _gen(31)
+    return (_u(g, 1, 2, 6, dtype=torch.float64, device=device), 0.2, 50.0, 5.0, 3.0, 2.0), {}
+
+
+@sample("stp_forward")
+def _(device):  # non-contiguous spikes: the output is contiguous
+    g = _gen(32)
+    return (_spikes(g, 4, 5, 3, device=device).transpose(1, 2),), dict(U=0.8, tau_d=20.0)
+
+
+@sample("homeostatic_relax")
+def _(device):
+    g = _gen(33)
+    return (_u(g, 4, 5, device=device), _r(g, 4, 5, device=device)), {}
+
+
+@sample("homeostatic_relax")
+def _(device):
+    g = _gen(34)
+    return (_u(g, 2, 3, 4, dtype=torch.float64, device=device), _r(g, 2, 3, 4, dtype=torch.float64, device=device),
+            0.3, 7), {}
+
+
+@sample("homeostatic_relax")
+def _(device):  # non-contiguous state: the output is contiguous
+    g = _gen(35)
+    return (_u(g, 6, 3, device=device).t(), _r(g, 3, 6, device=device)), dict(eps=0.9, iters=0)
+
+
 def _sbp(seed, device, mask):
     g = _gen(seed)
     h, i, o = 5, 7, 3

@@ -15,7 +15,8 @@ figure is a ratio against a baseline measured in the same process:
   addmm_), and vs the roofline bound max(bytes / copy bandwidth, FLOPs / mm peak),
   both measured in this process.
 * snn: the fused multi-step LIF and the NACA-SNN / STDP updates (T = 20, 100) vs
-  the reference's loop over T.
+  the reference's loop over T; the fused STP scan and homeostatic relaxation
+  (T or iters = 20, 100) vs their loops of elementwise torch ops.
 * scaling: time per NACA and BP step as the width and the batch grow.
 
 Times are medians of ``repeats`` runs after warm-up (CUDA: events, synchronized;
@@ -44,6 +45,7 @@ import torch.nn.functional as F
 
 from . import learn, models, ops
 from . import reference as ref
+from .nn import spiking
 
 SECTIONS = ("step", "ops", "snn", "scaling")
 
@@ -372,7 +374,8 @@ def bench_ops(device, timer, quick, bounds) -> list:
 
 def bench_snn(device, timer, quick) -> tuple[list, list]:
     notes = []
-    have = {name: hasattr(torch.ops.naca, name) for name in ("lif_forward", "naca_snn_update_", "stdp_update_")}
+    have = {name: hasattr(torch.ops.naca, name)
+            for name in ("lif_forward", "naca_snn_update_", "stdp_update_", "stp_forward", "homeostatic_relax")}
     if not all(have.values()):
         notes.append("skipped ops not built: " + ", ".join(k for k, v in have.items() if not v))
     if not have["lif_forward"]:
@@ -433,6 +436,19 @@ def bench_snn(device, timer, quick) -> tuple[list, list]:
             t_f, t_u = timer(fused_stdp), timer(unfused_stdp)
             rows.append({"op": "lif_forward + stdp_update_", "shape": shape, "op_ms": 1e3 * t_f,
                          "reference_ms": 1e3 * t_u, "vs_reference": t_u / t_f})
+        if have["stp_forward"]:  # vs the torch loop nn.spiking.stp_forward runs when a gradient is needed
+            spk = (torch.rand(t, b, h, generator=g) < 0.2).float().to(device)
+            t_op = timer(lambda: ops.stp_forward(spk))
+            t_ref = timer(_f32(lambda: spiking._stp_torch(spk)))
+            rows.append({"op": "stp_forward", "shape": f"T={t} B={b} N={h}", "op_ms": 1e3 * t_op,
+                         "reference_ms": 1e3 * t_ref, "vs_reference": t_ref / t_op, "bytes": 2 * 4 * t * b * h})
+        if have["homeostatic_relax"]:  # iters = T steps on a (B, H) state, vs the elementwise torch loop
+            state = torch.rand(b, h, generator=g).to(device)
+            drive = torch.rand(b, h, generator=g).to(device)
+            t_op = timer(lambda: ops.homeostatic_relax(state, drive, 0.5, t))
+            t_ref = timer(_f32(lambda: spiking._relax_torch(state, drive, 0.5, t)))
+            rows.append({"op": "homeostatic_relax", "shape": f"iters={t} B={b} H={h}", "op_ms": 1e3 * t_op,
+                         "reference_ms": 1e3 * t_ref, "vs_reference": t_ref / t_op, "bytes": 3 * 4 * b * h})
     return rows, notes
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "lif_forward",
     "naca_snn_update_",
     "stdp_update_",
+    "stp_forward",
+    "homeostatic_relax",
     "sbp_update_",
 ]
 
@@ -293,6 +295,41 @@ def stdp_update_(
     )
 
 
+def stp_forward(
+    spikes: Tensor,
+    U: float = 0.45,
+    tau_f: float = 10.0,
+    tau_d: float = 2.0,
+    tau_s: float = 2.0,
+    A: float = 1.0,
+) -> Tensor:
+    """Tsodyks-Markram short-term plasticity: spikes (T, B, N) -> synaptic current I (T, B, N).
+
+    Per step t (time in steps), in this order, each update using the values
+    just computed: u += -u/tau_f + U s_t (1 - u); x += (1 - x)/tau_d - u x s_t;
+    I += -I/tau_s + A u x s_t; returns I after each step. Starts at u = 0,
+    x = 1, I = 0; tau_* > 0. One kernel launch for all T steps on CUDA. No
+    autograd (``torch_plugin.nn.stp_forward`` runs a differentiable torch loop
+    when a gradient is needed).
+    """
+    return torch.ops.naca.stp_forward(spikes, float(U), float(tau_f), float(tau_d), float(tau_s), float(A))
+
+
+def homeostatic_relax(state: Tensor, drive: Tensor, eps: float = 0.5, iters: int = 20) -> Tensor:
+    """SBP's homeostatic relaxation, elementwise: ``iters`` times s <- clamp(s - eps (s - drive), 0, 1).
+
+    state (the start s) and drive: any shape, the same for both (same dtype and
+    device). Returns the relaxed state, a new contiguous tensor. One pass over
+    memory: each element runs all its steps in registers (CUDA) or in an
+    L1-resident block (CPU). A step that leaves an element (on CPU, a block)
+    unchanged is a fixed point, so the remaining steps are skipped (same
+    result; with 0 <= eps <= 1 every element gets there). No autograd
+    (``torch_plugin.nn.homeostatic_relax`` computes the drive from the layers
+    and runs a differentiable torch loop when a gradient is needed).
+    """
+    return torch.ops.naca.homeostatic_relax(state, drive, float(eps), int(iters))
+
+
 def sbp_update_(
     w_in: Tensor,
     w_out: Tensor,
@@ -323,6 +360,21 @@ def _lif_forward_fake(current, decay=0.2, threshold=0.5, reset="hard", v_init=No
     _one_device("lif_forward", current, v_init, s_init)
     # Contiguous outputs whatever the input's strides, as the kernels return.
     return current.new_empty(current.shape), current.new_empty(current.shape)
+
+
+@torch.library.register_fake("naca::stp_forward")
+def _stp_forward_fake(spikes, U=0.45, tau_f=10.0, tau_d=2.0, tau_s=2.0, A=1.0):
+    torch._check(spikes.dim() == 3, lambda: "naca::stp_forward: 'spikes' must be (T, B, N)")
+    return spikes.new_empty(spikes.shape)
+
+
+@torch.library.register_fake("naca::homeostatic_relax")
+def _homeostatic_relax_fake(state, drive, eps=0.5, iters=20):
+    _one_device("homeostatic_relax", state, drive)
+    torch._check(state.shape == drive.shape,
+                 lambda: f"naca::homeostatic_relax: 'drive' expected shape {tuple(state.shape)}, "
+                         f"got {tuple(drive.shape)}")
+    return state.new_empty(state.shape)
 
 
 for _name in ("naca_snn_update_", "stdp_update_", "sbp_update_"):

@@ -22,6 +22,18 @@ namespace naca::cpu {
 // Elements per parallel task: below this, threads cost more than they save.
 constexpr int64_t kGrain = 32768;
 
+// A hot loop's function also built for AVX-512 and AVX2, the variant chosen when
+// the library loads (GCC's target_clones, an ifunc): the extension itself is
+// compiled for baseline x86-64 (4 floats per vector). fp-contract=off keeps the
+// clones free of FMA contraction, so they round as the baseline code and ATen's
+// separate elementwise kernels do. Plain functions only (not templates).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define NACA_SIMD_CLONES \
+  __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
+#else
+#define NACA_SIMD_CLONES
+#endif
+
 // c ? a : b as a bit blend. With GCC's default -ftrapping-math a float ?: in a
 // loop stays a branch and blocks vectorization; this does not.
 // (memcpy, not C++20 std::bit_cast: torch may build extensions as C++17.)

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "naca_math.h"
 
@@ -21,6 +22,18 @@ std::tuple<at::Tensor, at::Tensor> lif(const at::Tensor& current, double decay, 
                                                 const std::optional<at::Tensor>&,
                                                 const std::optional<at::Tensor>&)>()
       .call(current, decay, threshold, reset, std::nullopt, std::nullopt);
+}
+
+at::Tensor stp(const at::Tensor& spikes, double tau_f) {
+  return snn_op("naca::stp_forward")
+      .typed<at::Tensor(const at::Tensor&, double, double, double, double, double)>()
+      .call(spikes, 0.45, tau_f, 2.0, 2.0, 1.0);
+}
+
+at::Tensor relax(const at::Tensor& state, const at::Tensor& drive, double eps, int64_t iters) {
+  return snn_op("naca::homeostatic_relax")
+      .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, int64_t)>()
+      .call(state, drive, eps, iters);
 }
 
 // One pre and one post spike, post - pre = dt_ms (1 ms steps); returns the weight change.
@@ -80,6 +93,40 @@ TEST(Stdp, SoftBoundScalesByDistanceToTheBound) {
   EXPECT_DOUBLE_EQ(naca::stdp_weight(0.9, 1.0, 0.0, 0.01, 0.012, 1.0, 0.0, 1.0, naca::Bound::Soft),
                    0.9 + 0.01 * (1.0 - 0.9));
   EXPECT_DOUBLE_EQ(naca::stdp_weight(0.995, 1.0, 0.0, 0.01, 0.012, 1.0, 0.0, 1.0, naca::Bound::Hard), 1.0);
+}
+
+TEST(Stp, HandWorkedTwoStepTrace) {
+  // U 0.45, tau_f 10, tau_d 2, tau_s 2, A 1, spikes 1, 1, from u = 0, x = 1, I = 0:
+  // t0: u = 0.45 (1 - 0) = 0.45; x = 1 + 0 / 2 - 0.45 * 1 = 0.55; I = 0.45 * 0.55 = 0.2475.
+  // t1: u = 0.45 - 0.045 + 0.45 (1 - 0.45) = 0.6525; x = 0.55 + 0.45 / 2 - 0.6525 * 0.55 = 0.416125;
+  //     I = 0.2475 - 0.12375 + 0.6525 * 0.416125 = 0.3952715625.
+  auto out = stp(torch::ones({2, 1, 1}, torch::kFloat64), 10.0);
+  ASSERT_EQ(out.sizes(), (std::vector<int64_t>{2, 1, 1}));
+  EXPECT_NEAR(out[0].item<double>(), 0.2475, 1e-15);
+  EXPECT_NEAR(out[1].item<double>(), 0.3952715625, 1e-15);
+  double u = 0, x = 1, i = 0;
+  naca::stp_step(u, x, i, 1.0, 0.45, 10.0, 2.0, 2.0, 1.0);
+  naca::stp_step(u, x, i, 1.0, 0.45, 10.0, 2.0, 2.0, 1.0);
+  EXPECT_NEAR(u, 0.6525, 1e-15);
+  EXPECT_NEAR(x, 0.416125, 1e-15);
+  EXPECT_THROW(stp(torch::ones({2, 1, 1}), 0.0), c10::Error);  // tau_f must be > 0
+}
+
+TEST(Relax, HandWorkedTwoIterations) {
+  // eps 0.5, s <- clamp01(s - 0.5 (s - drive)):
+  // s 0.2, drive 0.9: 0.2 + 0.35 = 0.55, then 0.55 + 0.175 = 0.725;
+  // s 0.8, drive 1.6: 1.2 -> 1, then 1.3 -> 1; s 0.3, drive -0.5: -0.1 -> 0, then -0.25 -> 0.
+  auto state = torch::tensor({0.2, 0.8, 0.3}, torch::kFloat64);
+  auto drive = torch::tensor({0.9, 1.6, -0.5}, torch::kFloat64);
+  auto out = relax(state, drive, 0.5, 2);
+  EXPECT_NEAR(out[0].item<double>(), 0.725, 1e-15);
+  EXPECT_EQ(out[1].item<double>(), 1.0);
+  EXPECT_EQ(out[2].item<double>(), 0.0);
+  EXPECT_NEAR(relax(state, drive, 0.5, 1)[0].item<double>(), 0.55, 1e-15);
+  EXPECT_DOUBLE_EQ(naca::relax_step(0.55, 0.9, 0.5), 0.725);
+  EXPECT_EQ(state[0].item<double>(), 0.2);  // the input is not touched
+  EXPECT_THROW(relax(state, drive, 0.5, -1), c10::Error);
+  EXPECT_THROW(relax(state, drive.narrow(0, 0, 2), 0.5, 2), c10::Error);
 }
 
 }  // namespace

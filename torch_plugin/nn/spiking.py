@@ -186,6 +186,19 @@ class SpikeRate(nn.Module):
         return spikes.mean(0)
 
 
+def _needs_grad(*tensors: Optional[Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _fusable(*tensors: Tensor) -> bool:
+    """Whether the fused ops take these tensors: one device, CPU or CUDA, one dtype they support."""
+    t0 = tensors[0]
+    ok = t0.dtype in (torch.float32, torch.float64) or (
+        t0.device.type == "cuda" and t0.dtype in (torch.float16, torch.bfloat16))
+    return (ok and t0.device.type in ("cpu", "cuda")
+            and all(t.device == t0.device and t.dtype == t0.dtype for t in tensors))
+
+
 def stp_forward(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0,
                 tau_s: float = 2.0, A: float = 1.0) -> Tensor:
     """Tsodyks-Markram short-term plasticity over a spike sequence (T, B, N) -> synaptic current (T, B, N).
@@ -193,9 +206,20 @@ def stp_forward(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: flo
     Per step (time in steps; the three updates in this order, each using the
     values just computed, as in the authors' code): u += -u/tau_f + U s (1 - u);
     x += (1 - x)/tau_d - u x s; I += -I/tau_s + A u x s. Starts at u = 0, x = 1,
-    I = 0. A composition of elementwise torch ops in a loop over T (each step is
-    a handful of fused-size elementwise passes; T is small).
+    I = 0. Without a gradient, one fused op (``ops.stp_forward``: one pass,
+    one launch on CUDA); when ``spikes`` needs a gradient, the same arithmetic
+    as a differentiable loop of elementwise torch ops over T.
     """
+    if _needs_grad(spikes) or not _fusable(spikes) or spikes.dim() == 0 or spikes.shape[0] == 0:
+        return _stp_torch(spikes, U, tau_f, tau_d, tau_s, A)
+    # The op takes (T, B, N); any (T, ...) runs as (T, 1, prod(...)).
+    seq = spikes if spikes.dim() == 3 else spikes.reshape(spikes.shape[0], 1, -1)
+    return ops.stp_forward(seq.detach(), U, tau_f, tau_d, tau_s, A).view(spikes.shape)
+
+
+def _stp_torch(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0,
+               tau_s: float = 2.0, A: float = 1.0) -> Tensor:
+    """``stp_forward`` as elementwise torch ops in a loop over T (differentiable, any device/dtype)."""
     u = torch.zeros_like(spikes[0])
     x = torch.ones_like(spikes[0])
     i_syn = torch.zeros_like(spikes[0])
@@ -237,11 +261,21 @@ def homeostatic_relax(s_h: Tensor, s_below: Tensor, w_below: Tensor, s_above: Op
     w_above (O, H), so the bottom-up drive is F.linear(s_below, w_below, b_h)
     and the top-down one s_above @ w_above. s_h: (B, H) start state; s_below
     (B, I); s_above (B, O) or None (free phase without top-down input). The
-    drive is computed once (one GEMM each), then the loop is elementwise.
+    drive is computed once (one GEMM each); then, without a gradient, the
+    ``iters`` elementwise steps run as one fused op (``ops.homeostatic_relax``),
+    and when a gradient is needed as a differentiable loop of torch ops.
     """
     drive = F.linear(s_below, w_below, b_h)
     if s_above is not None:
         drive = drive + s_above @ w_above
+    if not _needs_grad(s_h, drive) and _fusable(s_h, drive):
+        state, drive = torch.broadcast_tensors(s_h.detach(), drive.detach())
+        return ops.homeostatic_relax(state, drive, eps, iters)
+    return _relax_torch(s_h, drive, eps, iters)
+
+
+def _relax_torch(s_h: Tensor, drive: Tensor, eps: float = 0.5, iters: int = 20) -> Tensor:
+    """The elementwise steps of ``homeostatic_relax`` as torch ops (differentiable, any device/dtype)."""
     for _ in range(int(iters)):
         s_h = (s_h - eps * (s_h - drive)).clamp(0, 1)
     return s_h
