@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GoogleTest suite under AddressSanitizer + UndefinedBehaviorSanitizer (CPU build,
-# NACA_SANITIZE=ON in CMakeLists.txt). Slow (an instrumented Debug build); the
-# lead decides whether CI runs it.   bash .ci/sanitize.sh [extra ctest args]
+# NACA_SANITIZE=ON in CMakeLists.txt); an instrumented Debug build, ~3 min on 2 cores.
+# .ci/test.sh (and so CI) runs it.   bash .ci/sanitize.sh [extra ctest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
