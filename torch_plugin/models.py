@@ -79,9 +79,19 @@ def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: O
 
 
 def sbp_snn(in_features: int, hidden: int, num_classes: int, T: int = 20, seed: Optional[int] = None,
-            **kwargs) -> nn.Sequential:
-    """The three-layer SNN of the SBP paper (input - hidden - output): ``spiking_mlp`` with one hidden layer."""
-    return spiking_mlp(in_features, [hidden], num_classes, T=T, seed=seed, **kwargs)
+            stp: bool = False, **kwargs) -> nn.Sequential:
+    """The three-layer SNN of the SBP paper (input - hidden - output): ``spiking_mlp`` with one hidden layer.
+
+    stp=True puts an ``STPSynapse`` (Tsodyks-Markram, ALGORITHMS.md 2.2 constants) between the
+    encoder and the hidden layer: the hidden layer then integrates the short-term-plastic
+    synaptic current of the input spikes (and ``learn.SBP`` correlates with that current).
+    """
+    model = spiking_mlp(in_features, [hidden], num_classes, T=T, seed=seed, **kwargs)
+    if stp:
+        from .nn import STPSynapse
+
+        model = nn.Sequential(model[0], STPSynapse(), *list(model)[1:])
+    return model
 
 
 def sbp_ann(in_features: int, hidden: int, num_classes: int, activation: str = "sigmoid",

@@ -54,13 +54,33 @@ class SBP:
             receive the spread (1.0: all, the authors' code).
         seed: seed of the lambda_p mask.
         beta: nudging strength (0.5). alpha: (alpha_in, alpha_out) = (0.1, 0.05).
-        relax_steps, eps: ANN only, homeostatic relaxation of the nudged hidden state.
+        relax_steps, eps: homeostatic membrane-potential relaxation (ALGORITHMS.md 2.2) of the
+            hidden state (ANN: activities; SNN: rates): ``relax_steps`` iterations of step eps,
+            the free phase from the forward's state with the bottom-up drive, the nudged phase
+            from the relaxed free state with the top-down drive added (in place of re-running
+            the layer); 0 (default) re-runs the layer for the nudged phase.
+        local_rule: the local change of step 3 (ALGORITHMS.md 2.1), for each matrix with its
+            (pre, post) rates of the free (0) and nudged (b) phases, divided by beta B:
+            'contrastive' (default, the authors' code): (post_b - post_0)^T pre_0;
+            'symmetric' (symmetric STDP): post_b^T pre_b - post_0^T pre_0;
+            'differential': post_0^T (pre_b - pre_0) (zero for W_in, whose input does not
+            change between phases: W_in then learns from the self-backpropagated spread alone).
+    Short-term plasticity: build the SNN with ``models.sbp_snn(..., stp=True)`` (an
+    ``STPSynapse`` before the hidden layer); the rule then sees the STP current as the
+    hidden layer's input.
     ``step`` returns the free-phase output (SNN: rates (B, N); ANN: logits).
     """
 
+    LOCAL_RULES = ("contrastive", "symmetric", "differential")
+
     def __init__(self, model: nn.Module, lr: float = 1.0, fraction: float = 0.2, percentage: float = 1.0,
                  seed: int = 0, beta: float = 0.5, alpha: tuple = (0.1, 0.05), relax_steps: int = 0,
-                 eps: float = 0.5):
+                 eps: float = 0.5, local_rule: str = "contrastive"):
+        if local_rule not in self.LOCAL_RULES:
+            raise ValueError(f"SBP: local_rule must be one of {self.LOCAL_RULES}, got {local_rule!r}")
+        if int(relax_steps) < 0:
+            raise ValueError(f"SBP: relax_steps must be >= 0, got {relax_steps}")
+        self.local_rule = local_rule
         self.model = model
         self.lr, self.fraction, self.percentage, self.seed = float(lr), float(fraction), float(percentage), int(seed)
         self.beta, self.alpha = float(beta), (float(alpha[0]), float(alpha[1]))
@@ -112,17 +132,21 @@ class SBP:
             target = F.one_hot(y, self.num_classes).to(r_o.dtype)
             top_down = self.beta * (target - r_o)  # r_o^beta - r_o
             feedback = top_down @ out.weight  # (B, H)
-            if self.spiking:
-                current = F.linear(pre, hid.weight, hid.bias) + feedback.unsqueeze(0)
-                r_hb = ops.lif_forward(current, hid.lif.decay, hid.lif.threshold, hid.lif.reset)[0].mean(0)
-            elif self.relax_steps > 0:
+            if self.relax_steps > 0:
+                # Both phases relax from the forward's hidden state, the free one with the bottom-up
+                # drive only and the nudged one with the top-down drive too, so that their
+                # difference is the nudge's effect alone.
+                r_h = homeostatic_relax(r_h, r_x, hid.weight, None, None, hid.bias, self.eps, self.relax_steps)
                 r_hb = homeostatic_relax(r_h, r_x, hid.weight, top_down, out.weight, hid.bias, self.eps,
                                          self.relax_steps)
+            elif self.spiking:
+                current = F.linear(pre, hid.weight, hid.bias) + feedback.unsqueeze(0)
+                r_hb = ops.lif_forward(current, hid.lif.decay, hid.lif.threshold, hid.lif.reset)[0].mean(0)
             else:
                 r_hb = hid._act(z_h + feedback)
             scale = 1.0 / (self.beta * x.shape[0])
-            dw_out = top_down.t() @ r_h * scale
-            dw_in = (r_hb - r_h).t() @ r_x * scale
+            dw_out = self._local_change(r_h, r_hb, r_o, r_o + top_down) * scale
+            dw_in = self._local_change(r_x, r_x, r_h, r_hb) * scale
             a_in, a_out = self.lr * self.alpha[0], self.lr * self.alpha[1]
             ops.sbp_update_(hid.weight, out.weight, dw_in.contiguous(), dw_out.contiguous(), self.mask,
                             self.fraction, a_in, a_out)
@@ -133,16 +157,25 @@ class SBP:
         self.steps += 1
         return result
 
+    def _local_change(self, pre0: Tensor, preb: Tensor, post0: Tensor, postb: Tensor) -> Tensor:
+        """The (post, pre) local change of one matrix from its free (0) and nudged (b) rates."""
+        if self.local_rule == "contrastive":
+            return (postb - post0).t() @ pre0
+        if self.local_rule == "symmetric":
+            return postb.t() @ preb - post0.t() @ pre0
+        return post0.t() @ (preb - pre0)
+
     def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters and step count (the model saves itself; the mask is re-drawn from the seed)."""
         return {"lr": self.lr, "fraction": self.fraction, "percentage": self.percentage, "seed": self.seed,
                 "beta": self.beta, "alpha": self.alpha, "relax_steps": self.relax_steps, "eps": self.eps,
-                "steps": self.steps}
+                "steps": self.steps, "local_rule": self.local_rule}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lr, self.fraction, self.beta = float(state["lr"]), float(state["fraction"]), float(state["beta"])
         self.alpha = tuple(float(a) for a in state["alpha"])
         self.relax_steps, self.eps, self.steps = int(state["relax_steps"]), float(state["eps"]), int(state["steps"])
+        self.local_rule = state.get("local_rule", self.local_rule)
         if float(state["percentage"]) != self.percentage or int(state["seed"]) != self.seed:
             self.percentage, self.seed = float(state["percentage"]), int(state["seed"])
             h, i = self.hidden.weight.shape
