@@ -252,6 +252,13 @@ def test_compare_gate_sbp_and_snn(tmp_path):
     runs = json.loads((tmp_path / "n" / "results.json").read_text())["runs"]
     assert [r["method"] for r in runs] == ["naca", "sbp", "bp-surrogate"]
     assert all(_finite_in(r["final_test_acc"], 0, 1) for r in runs)
+    compare.main(["--dataset", "digits", "--model", "snn", "--hidden", "16", "--T", "4", "--epochs", "1",
+                  "--train-subset", "200", "--test-subset", "100", "--methods", "sbp", "--stp",
+                  "--sbp-rule", "symmetric", "--sbp-relax-steps", "5", "--quiet", "--no-plots",
+                  "--out", str(tmp_path / "o")])
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["config"]["stp"] and res["config"]["sbp_rule"] == "symmetric"
+    assert _finite_in(res["runs"][0]["final_test_acc"], 0, 1)
 
 
 def test_compare_bad_flags(tmp_path):
@@ -261,3 +268,5 @@ def test_compare_bad_flags(tmp_path):
         compare.main(["--methods", "bp-surrogate", "--dataset", "digits", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         compare.main(["--lr", "naca", "--dataset", "digits", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        compare.main(["--stp", "--dataset", "digits", "--out", str(tmp_path)])

@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-sigmoid-grad", default="auto", choices=("auto", "on", "off"),
                    help="NACA output delta (sigmoid(z)-y)*sigmoid'(z) (on) or without sigmoid' (off); auto: on "
                         "for standard, off for class-incremental (as the authors' class-CL code)")
+    p.add_argument("--sbp-rule", default="contrastive", choices=("contrastive", "symmetric", "differential"),
+                   help="SBP's local rule (learn.SBP local_rule)")
+    p.add_argument("--sbp-relax-steps", type=int, default=0,
+                   help="SBP: homeostatic relaxation steps of the hidden state (0: re-run the layer)")
+    p.add_argument("--sbp-fraction", type=float, default=0.2, help="SBP lambda_f (0: no spread)")
+    p.add_argument("--sbp-percentage", type=float, default=1.0, help="SBP lambda_p")
+    p.add_argument("--stp", action="store_true",
+                   help="--model snn: short-term plasticity (STPSynapse) on the input synapses")
     p.add_argument("--gate", action="store_true",
                    help="NACA's input-derived gate (ALGORITHMS.md 1.4, class-CL code); off by default because at "
                         "test time it sees the test batch's mean input, which can leak the class")
@@ -184,6 +192,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.lr_given = lrs
     if a.gate and a.model != "mlp":
         p.error("--gate is implemented for --model mlp")
+    if a.stp and a.model != "snn":
+        p.error("--stp applies to --model snn")
+    if a.sbp_relax_steps < 0 or a.sbp_fraction < 0 or not 0.0 <= a.sbp_percentage <= 1.0:
+        p.error("--sbp-relax-steps and --sbp-fraction must be >= 0, --sbp-percentage in [0, 1]")
     return a
 
 
@@ -208,7 +220,12 @@ def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Mo
     hid = "-".join(str(h) for h in args.hidden)
     if args.model == "snn":
         spiking_mlp = _import("torch_plugin.models.spiking_mlp", "--model snn")
-        return spiking_mlp(d, args.hidden, n, T=args.T, seed=seed), f"snn {d}-{hid}-{n} T={args.T}"
+        model = spiking_mlp(d, args.hidden, n, T=args.T, seed=seed)
+        if args.stp:
+            from .nn import STPSynapse
+
+            model = torch.nn.Sequential(model[0], STPSynapse(), *list(model)[1:])
+        return model, f"snn {d}-{hid}-{n} T={args.T}" + (" STP" if args.stp else "")
     if args.model == "conv":
         if len(ds.sample_shape) != 3:
             raise SystemExit(f"--model conv needs image data (C, H, W); this dataset's samples are {ds.sample_shape}")
@@ -287,7 +304,8 @@ def make_step(args, method: str, model: nn.Module, lr: float) -> tuple[Callable[
         return learner.step, "sgd"
     if method == "sbp":
         SBP = _import("torch_plugin.learn.SBP", "--methods sbp")
-        learner = SBP(model, lr=lr, seed=0)
+        learner = SBP(model, lr=lr, seed=0, local_rule=args.sbp_rule, relax_steps=args.sbp_relax_steps,
+                      fraction=args.sbp_fraction, percentage=args.sbp_percentage)
         return learner.step, "sbp"
     # bp (and bp-surrogate: BPTT through the spiking model's surrogate spike gradients)
     opt = (torch.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"
