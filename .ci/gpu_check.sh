@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, as one script for a lent GPU machine (CI has none):
 # build with CUDA, the CUDA tests, the CUDA benchmarks, compute-sanitizer memcheck and
-# racecheck on the CUDA op tests. Every phase has its own time limit and log, so a
+# racecheck on the CUDA op tests, the compare CLI on CUDA. Every phase has its own time limit and log, so a
 # slow phase cannot hide the others' results.
 #   OUT=/some/dir bash .ci/gpu_check.sh     (logs and benchmark files go to $OUT)
-# Budgets (seconds) can be changed with BUILD_S, TEST_S, BENCH_S, MEMCHECK_S, RACECHECK_S.
+# Budgets (seconds) can be changed with BUILD_S, TEST_S, BENCH_S, MEMCHECK_S, RACECHECK_S, COMPARE_S.
+# SpikingJelly rows: first `pip download --no-deps -d .whl spikingjelly loguru` where there is
+# network, and bring .whl/ along (it is git-ignored).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_check}
@@ -15,6 +17,13 @@ status() { echo "[gpu_check] $*" | tee -a "$OUT/summary.txt"; }
 
 nvidia-smi -L | tee -a "$OUT/summary.txt"
 $PY -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" | tee -a "$OUT/summary.txt"
+
+# SpikingJelly for the benchmark's comparison rows, where its wheels were carried in .whl/
+# (no network there): spikingjelly and loguru, --no-deps (the image has its other needs).
+if ls .whl/spikingjelly-*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/naca_site .whl/*.whl &&
+    export PYTHONPATH=$PWD:/tmp/naca_site${PYTHONPATH:+:$PYTHONPATH}
+fi
 
 # Some GPU images default to a compiler wrapper (/opt/gcc) with which every
 # TORCH_CHECK that formats a number crashed the built extension: use the system gcc.
@@ -40,7 +49,7 @@ rc=$?; status "bench rc=$rc in $((SECONDS - t0)) s"
 [ $rc -eq 0 ] && rm -f "$OUT/bench.log"   # the results are in $OUT/bench
 
 # The op tests on CUDA, float32, under the sanitizers (slow: a few hundred kernels).
-SAN_TESTS="tests/test_naca_ops.py tests/test_snn.py tests/test_stdp.py tests/test_sbp.py"
+SAN_TESTS="tests/test_naca_ops.py tests/test_snn.py tests/test_stdp.py tests/test_sbp.py tests/test_stp.py"
 t0=$SECONDS
 timeout "${MEMCHECK_S:-90}" compute-sanitizer --tool memcheck --error-exitcode 9 \
   $PY -m pytest $SAN_TESTS -q -p no:cacheprovider -k "cuda and not float64 and not bfloat16 and not float16" \
@@ -49,6 +58,15 @@ status "memcheck rc=$? in $((SECONDS - t0)) s: $(grep -h 'ERROR SUMMARY' "$OUT/m
 
 t0=$SECONDS
 timeout "${RACECHECK_S:-60}" compute-sanitizer --tool racecheck --error-exitcode 9 \
-  $PY -m pytest tests/test_naca_ops.py tests/test_snn.py -q -p no:cacheprovider -k "cuda and not float64 and not bfloat16 and not float16" \
+  $PY -m pytest tests/test_naca_ops.py tests/test_snn.py tests/test_stp.py -q -p no:cacheprovider -k "cuda and not float64 and not bfloat16 and not float16" \
   >"$OUT/racecheck.log" 2>&1
 status "racecheck rc=$? in $((SECONDS - t0)) s: $(grep -hE 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -n 1) $(grep -hE '[0-9]+ passed' "$OUT/racecheck.log" | tail -n 1)"
+
+# The comparison CLI on the GPU (tiny digits runs: MLP with BP, NACA, SBP; SNN with NACA, SBP, BPTT).
+t0=$SECONDS
+{ timeout "${COMPARE_S:-90}" $PY -m torch_plugin.compare --dataset digits --device cuda --epochs 2 \
+    --methods bp,naca,sbp --quiet --no-plots --out /tmp/naca_compare_mlp &&
+  timeout "${COMPARE_S:-90}" $PY -m torch_plugin.compare --dataset digits --device cuda --model snn --hidden 200 \
+    --epochs 2 --methods naca,sbp,bp-surrogate --quiet --no-plots --out /tmp/naca_compare_snn &&
+  cat /tmp/naca_compare_mlp/results.md /tmp/naca_compare_snn/results.md; } >"$OUT/compare.log" 2>&1
+status "compare --device cuda rc=$? in $((SECONDS - t0)) s"
