@@ -1,0 +1,35 @@
+"""The example scripts still run end to end (tiny settings; Fashion-MNIST ones skip without the data)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION = "/usr/share/datasets/fashion-mnist"
+needs_fashion = pytest.mark.skipif(not os.path.isdir(FASHION), reason="Debian's dataset-fashion-mnist is not installed")
+
+
+def run(script, *args):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script), *args], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_class_incremental_example_on_digits():
+    out = run("class_incremental.py", "--dataset", "digits", "--hidden", "50", "--max-epochs", "1")
+    assert "mean accuracy after the last task" in out
+
+
+@needs_fashion
+def test_mlp_naca_vs_bp_example():
+    out = run("mlp_naca_vs_bp.py", "--train", "1000", "--epochs", "1", "--hidden", "64")
+    assert "NACA" in out and "BP" in out
+
+
+@needs_fashion
+def test_snn_example():
+    out = run("snn_fashion_mnist.py", "--train", "300", "--test", "200", "--epochs", "1", "--hidden", "32", "--T", "4")
+    assert all(name in out for name in ("NACA", "SBP", "BP"))
