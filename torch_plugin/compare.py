@@ -220,12 +220,8 @@ def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Mo
     hid = "-".join(str(h) for h in args.hidden)
     if args.model == "snn":
         spiking_mlp = _import("torch_plugin.models.spiking_mlp", "--model snn")
-        model = spiking_mlp(d, args.hidden, n, T=args.T, seed=seed)
-        if args.stp:
-            from .nn import STPSynapse
-
-            model = torch.nn.Sequential(model[0], STPSynapse(), *list(model)[1:])
-        return model, f"snn {d}-{hid}-{n} T={args.T}" + (" STP" if args.stp else "")
+        return (spiking_mlp(d, args.hidden, n, T=args.T, seed=seed, stp=args.stp),
+                f"snn {d}-{hid}-{n} T={args.T}" + (" STP" if args.stp else ""))
     if args.model == "conv":
         if len(ds.sample_shape) != 3:
             raise SystemExit(f"--model conv needs image data (C, H, W); this dataset's samples are {ds.sample_shape}")

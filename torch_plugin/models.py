@@ -45,7 +45,8 @@ def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] 
 
 def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: Optional[int] = None,
                 decay: float = 0.2, threshold: float = 0.5, lens: float = 0.5, surrogate: bool = True,
-                slope: float = 5.0, init_gain: float = 1.0, ni_init: str = "uniform") -> nn.Sequential:
+                slope: float = 5.0, init_gain: float = 1.0, ni_init: str = "uniform",
+                stp: bool = False) -> nn.Sequential:
     """A spiking MLP: BernoulliEncoder(T) -> NACASpikingLinear x len(hidden) -> output NACASpikingLinear -> SpikeRate.
 
     forward(x): x (B, ...) intensities in [0, 1] (flattened to in_features) ->
@@ -58,11 +59,14 @@ def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: O
     With a seed, the encoder draws its spikes from seed and hidden layer i its NI
     from seed + i (weights follow torch's RNG). init_gain scales the default
     nn.Linear weight init. LIF: decay 0.2, threshold 0.5, hard reset.
+    stp=True puts an ``STPSynapse`` (Tsodyks-Markram, ALGORITHMS.md 2.2 constants) between the
+    encoder and the first layer, which then integrates the short-term-plastic synaptic current
+    of the input spikes (and its learner correlates with that current).
     """
-    from .nn import BernoulliEncoder, NACASpikingLinear, SpikeRate
+    from .nn import BernoulliEncoder, NACASpikingLinear, SpikeRate, STPSynapse
 
     sizes = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
-    layers: list[nn.Module] = [BernoulliEncoder(T, seed)]
+    layers: list[nn.Module] = [BernoulliEncoder(T, seed)] + ([STPSynapse()] if stp else [])
     width = in_features
     kw = dict(decay=decay, threshold=threshold, lens=lens, surrogate=surrogate, slope=slope, ni_init=ni_init)
     for i, h in enumerate(sizes):
@@ -79,19 +83,10 @@ def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: O
 
 
 def sbp_snn(in_features: int, hidden: int, num_classes: int, T: int = 20, seed: Optional[int] = None,
-            stp: bool = False, **kwargs) -> nn.Sequential:
-    """The three-layer SNN of the SBP paper (input - hidden - output): ``spiking_mlp`` with one hidden layer.
-
-    stp=True puts an ``STPSynapse`` (Tsodyks-Markram, ALGORITHMS.md 2.2 constants) between the
-    encoder and the hidden layer: the hidden layer then integrates the short-term-plastic
-    synaptic current of the input spikes (and ``learn.SBP`` correlates with that current).
-    """
-    model = spiking_mlp(in_features, [hidden], num_classes, T=T, seed=seed, **kwargs)
-    if stp:
-        from .nn import STPSynapse
-
-        model = nn.Sequential(model[0], STPSynapse(), *list(model)[1:])
-    return model
+            **kwargs) -> nn.Sequential:
+    """The three-layer SNN of the SBP paper (input - hidden - output): ``spiking_mlp`` with one hidden
+    layer (``stp=True`` among the kwargs adds short-term plasticity on the input synapses)."""
+    return spiking_mlp(in_features, [hidden], num_classes, T=T, seed=seed, **kwargs)
 
 
 def sbp_ann(in_features: int, hidden: int, num_classes: int, activation: str = "sigmoid",
