@@ -97,9 +97,10 @@ inline void check_scalar_fits(double v, const at::Tensor& like, const char* op, 
 }
 
 // Class labels: int64, 1-D, every value in [0, num_classes). On CUDA the range
-// check reads two scalars back to the host (one synchronisation).
+// check reads two scalars back to the host (one synchronisation); read_values=false
+// checks the dtype and shape only.
 inline void check_labels(const at::Tensor& labels, const char* op, int64_t num_classes,
-                         int64_t batch) {
+                         int64_t batch, bool read_values = true) {
   check_defined(labels, op, "labels");
   TORCH_CHECK(labels.scalar_type() == at::kLong, "naca::", op,
               ": argument 'labels' expected dtype int64, got ", labels.scalar_type());
@@ -107,7 +108,7 @@ inline void check_labels(const at::Tensor& labels, const char* op, int64_t num_c
   TORCH_CHECK(batch < 0 || labels.size(0) == batch, "naca::", op,
               ": argument 'labels' expected shape [", batch, "] (the batch), got ",
               labels.sizes());
-  if (labels.numel() == 0) return;
+  if (labels.numel() == 0 || !read_values) return;
   // One reduction and one device-to-host copy (on CUDA, one synchronization).
   const auto [lo, hi] = at::aminmax(labels);
   const auto range = at::stack({lo, hi}).cpu();

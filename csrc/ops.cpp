@@ -18,10 +18,12 @@ TORCH_LIBRARY(naca, m) {
       "plasticity_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor pre, Tensor preact, "
       "Tensor signal, str activation, float lr, *, bool from_output=False) -> ()");
   // plasticity_update_ with signal = f(neuromodulator(labels, ni)), fused.
+  // check_labels=False (both fused NACA ops): the labels' range is not read on the host
+  // (no device synchronization); a sample whose label is out of range gets a zero delta.
   m.def(
       "naca_hidden_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor pre, Tensor preact, "
       "Tensor labels, Tensor ni, str activation, float lr, float lam=0.5, float theta=1.2, *, "
-      "bool from_output=False) -> ()");
+      "bool from_output=False, bool check_labels=True) -> ()");
   // Conv2d form of plasticity_update_: weight -= lr * conv_weight_grad(input, signal * act'(preact)).
   m.def(
       "conv_plasticity_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor input, Tensor preact, "
@@ -31,7 +33,8 @@ TORCH_LIBRARY(naca, m) {
   m.def(
       "naca_conv_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor input, Tensor preact, "
       "Tensor labels, Tensor ni, int[2] stride, int[2] padding, int[2] dilation, int groups, "
-      "str activation, float lr, float lam=0.5, float theta=1.2, *, bool from_output=False) -> ()");
+      "str activation, float lr, float lam=0.5, float theta=1.2, *, bool from_output=False, "
+      "bool check_labels=True) -> ()");
   // Spiking networks (ALGORITHMS.md 1.5, 2.2). current (T, B, N) -> spikes, voltages (T, B, N):
   // V_t = decay V_{t-1} (1 - s_{t-1}) + I_t (hard) or decay (V_{t-1} - threshold s_{t-1}) + I_t (soft).
   m.def(

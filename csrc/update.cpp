@@ -1,5 +1,7 @@
 #include "update.h"
 
+#include <algorithm>
+
 #include <ATen/OpMathType.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 
@@ -121,7 +123,7 @@ void check_like_preact(const char* op, const at::Tensor& other, const char* name
 }
 
 void check_naca_signal(const char* op, const at::Tensor& labels, const at::Tensor& ni,
-                       const at::Tensor& preact) {
+                       const at::Tensor& preact, bool check_labels) {
   const int64_t n = classes_of_ni(ni, op);
   check_same_device(ni, op, "ni", preact, "preact");
   check_same_dtype(ni, op, "ni", preact, "preact");
@@ -129,7 +131,8 @@ void check_naca_signal(const char* op, const at::Tensor& labels, const at::Tenso
   expected[0] = 2 * n;
   check_shape(ni, op, "ni", expected);
   check_same_device(labels, op, "labels", preact, "preact");
-  check_labels(labels, op, n, preact.size(0));
+  // Values in range unless the caller vouches for them (check_labels=false).
+  naca::check_labels(labels, op, n, preact.size(0), /*read_values=*/check_labels);
   expectation_slots(n, op);  // fails clearly if the class count has colliding slots
 }
 
@@ -148,18 +151,44 @@ void apply_linear_update(at::Tensor& weight, const std::optional<at::Tensor>& bi
   bump_versions(weight, bias);
 }
 
-void apply_conv_update(at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                       const at::Tensor& input, const at::Tensor& delta, at::IntArrayRef stride,
-                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                       double lr) {
+ConvGrads conv_grads(const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                     const at::Tensor& input, const at::Tensor& delta, at::IntArrayRef stride,
+                     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const bool has_bias = bias.has_value() && bias->defined();
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   auto grads = at::convolution_backward(delta, input, weight, std::nullopt, stride, padding,
                                         dilation, /*transposed=*/false, /*output_padding=*/{0, 0},
                                         groups, {false, true, has_bias});
-  weight.sub_(std::get<1>(grads), lr);
-  if (has_bias) bias->sub_(std::get<2>(grads), lr);
+  return {std::get<1>(grads), has_bias ? std::get<2>(grads) : at::Tensor()};
+}
+
+void add_conv_grads(ConvGrads& sum, ConvGrads part) {
+  if (!sum.weight.defined()) {
+    // The running sum in the op-math type (a no-op for float and double).
+    const auto acc = at::toOpMathType(part.weight.scalar_type());
+    sum.weight = part.weight.to(acc);
+    if (part.bias.defined()) sum.bias = part.bias.to(acc);
+    return;
+  }
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  sum.weight.add_(part.weight);
+  if (part.bias.defined()) sum.bias.add_(part.bias);
+}
+
+void apply_conv_grads(at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                      const ConvGrads& grads, double lr) {
+  if (!grads.weight.defined()) return;
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  weight.sub_(grads.weight, lr);
+  if (bias.has_value() && bias->defined()) bias->sub_(grads.bias, lr);
   bump_versions(weight, bias);
+}
+
+int64_t conv_chunk_samples(const at::Tensor& weight, const at::Tensor& preact) {
+  const int64_t batch = preact.size(0);
+  if (!weight.is_cpu() || batch == 0) return std::max<int64_t>(batch, 1);
+  const int64_t per_sample = std::max<int64_t>(preact.numel() / batch * preact.element_size(), 1);
+  return std::clamp<int64_t>(kConvChunkBytes / per_sample, 1, batch);
 }
 
 }  // namespace naca

@@ -27,17 +27,37 @@ void check_like_preact(const char* op, const at::Tensor& other, const char* name
                        const at::Tensor& preact);
 
 // Checks labels (B) and NI (2N, *preact.shape[1:]) for a fused NACA update.
+// check_labels=false: the labels' values are not read (shape and dtype are checked).
 void check_naca_signal(const char* op, const at::Tensor& labels, const at::Tensor& ni,
-                       const at::Tensor& preact);
+                       const at::Tensor& preact, bool check_labels = true);
 
 // weight -= lr * delta^T @ pre, bias -= lr * sum_b delta (delta: B x H).
 void apply_linear_update(at::Tensor& weight, const std::optional<at::Tensor>& bias,
                          const at::Tensor& pre, const at::Tensor& delta, double lr);
 
-// weight -= lr * dConv/dW(input, delta), bias -= lr * sum_{b,y,x} delta.
-void apply_conv_update(at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                       const at::Tensor& input, const at::Tensor& delta, at::IntArrayRef stride,
-                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                       double lr);
+// The conv weight and bias gradients of a batch (or a chunk of one), in the op-math
+// type, summed over chunks by add_conv_grads and written once by apply_conv_grads.
+struct ConvGrads {
+  at::Tensor weight, bias;  // bias undefined without a bias
+};
+
+ConvGrads conv_grads(const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                     const at::Tensor& input, const at::Tensor& delta, at::IntArrayRef stride,
+                     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
+
+void add_conv_grads(ConvGrads& sum, ConvGrads part);
+
+// weight -= lr * grads.weight, bias -= lr * grads.bias.
+void apply_conv_grads(at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                      const ConvGrads& grads, double lr);
+
+// Samples per chunk of a conv update: the whole batch on CUDA; on CPU about
+// kConvChunkBytes of delta. A whole-batch delta of a large conv layer (51 MB for
+// 64 x 28 x 28 maps at batch 256) is above glibc's largest mmap threshold
+// (32 MiB), so it, and oneDNN's reordered copy of it, would be fresh mappings
+// that page-fault on every call (about half of the op's time); chunks reuse
+// heap memory that stays mapped and warm.
+constexpr int64_t kConvChunkBytes = int64_t{8} << 20;
+int64_t conv_chunk_samples(const at::Tensor& weight, const at::Tensor& preact);
 
 }  // namespace naca

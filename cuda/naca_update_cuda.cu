@@ -12,20 +12,31 @@ namespace naca::cuda {
 
 // A 2D grid: blockIdx.y walks the samples (so the NI row of a sample's class
 // is found once per row, with no per-element integer division), blockIdx.x
-// and the threads walk the features.
+// and the threads walk the features. A label outside [0, classes) (possible only
+// when the op was told not to check them) gives its sample a zero delta; the
+// test is uniform over a block (one row).
 template <typename scalar_t>
 __global__ void modulated_delta_kernel(const scalar_t* __restrict__ z,
                                        const int64_t* __restrict__ y,
                                        const scalar_t* __restrict__ ni,
                                        const int64_t* __restrict__ k, scalar_t* __restrict__ o,
-                                       int64_t batch, int64_t features, Activation act,
+                                       int64_t batch, int64_t features, int64_t classes,
+                                       Activation act,
                                        bool from_output, at::opmath_type<scalar_t> lam,
                                        at::opmath_type<scalar_t> theta) {
   using acc_t = at::opmath_type<scalar_t>;
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
-    const scalar_t* lo = ni + k[y[b]] * features;
-    const scalar_t* hi = lo + features;
+    const int64_t c = y[b];
     const int64_t off = b * features;
+    if (c < 0 || c >= classes) {
+      for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < features;
+           j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        o[off + j] = scalar_t(0);
+      }
+      continue;
+    }
+    const scalar_t* lo = ni + k[c] * features;
+    const scalar_t* hi = lo + features;
     for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < features;
          j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
       const acc_t nl = neuromodulator_level<acc_t>(lo[j], hi[j]);
@@ -56,7 +67,8 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
     modulated_delta_kernel<scalar_t><<<grid, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
             preact.const_data_ptr<scalar_t>(), labels.const_data_ptr<int64_t>(),
             ni.const_data_ptr<scalar_t>(), slots.const_data_ptr<int64_t>(),
-            out.mutable_data_ptr<scalar_t>(), batch, features, act, from_output, static_cast<acc_t>(lam),
+            out.mutable_data_ptr<scalar_t>(), batch, features, slots.numel(), act, from_output,
+            static_cast<acc_t>(lam),
             static_cast<acc_t>(theta));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

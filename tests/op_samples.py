@@ -149,6 +149,15 @@ def _(device):  # preact holds act(z)
             "sigmoid", 0.05), {"from_output": True}
 
 
+@sample("naca_hidden_update_")
+def _(device):  # unchecked labels, one out of range (that sample does not learn)
+    g, w, bias, pre, z = _linear(30, 6, 5, 4, torch.float32, device)
+    labels = _labels(g, 6, 10, device)
+    labels[2] = 10
+    return (w, bias, pre, z.tanh(), labels, _u(g, 20, 4, device=device), "tanh", 0.05), \
+        {"from_output": True, "check_labels": False}
+
+
 # --- conv updates -----------------------------------------------------------
 
 def _conv(seed, dtype, device, cin=2, cout=4, k=3, hw=6, stride=1, pad=1, dil=1, groups=1, bias=True):
@@ -199,6 +208,14 @@ def _(device):  # preact holds act(z)
     g, w, b, x, z, s, p, d, gr = _conv(29, torch.float32, device)
     ni = _u(g, 20, *z.shape[1:], device=device)
     return (w, b, x, z.tanh(), _labels(g, 3, 10, device), ni, s, p, d, gr, "tanh", 0.1), {"from_output": True}
+
+
+@sample("naca_conv_update_")
+def _(device):  # unchecked labels
+    g, w, b, x, z, s, p, d, gr = _conv(31, torch.float32, device)
+    ni = _u(g, 20, *z.shape[1:], device=device)
+    return (w, b, x, z.tanh(), _labels(g, 3, 10, device), ni, s, p, d, gr, "tanh", 0.1), \
+        {"from_output": True, "check_labels": False}
 
 
 # --- spiking ops and SBP (helper-1's ops; samples mirror tests/test_snn.py etc.) ---

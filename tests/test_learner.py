@@ -165,7 +165,7 @@ def test_learner_errors_are_clear():
     w = learner.model[0].weight.detach().clone()
     wo = learner.model[1].weight.detach().clone()
     for bad in ([0, 5], [-1, 0]):
-        with pytest.raises(RuntimeError, match="labels"):
+        with pytest.raises(ValueError, match=r"NACA.step: labels must be in \[0, 2\)"):
             learner.step(torch.rand(2, 3), torch.tensor(bad))
     assert torch.equal(learner.model[0].weight, w) and torch.equal(learner.model[1].weight, wo)
     output_only = NACA(nn.Sequential(NACAOutput(3, 2)))
@@ -184,3 +184,39 @@ def test_layers_train_by_backprop_too():
     loss = nn.functional.cross_entropy(model(torch.rand(5, 4)), torch.tensor([0, 1, 0, 1, 1]))
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_unchecked_labels_same_weights_and_bad_samples_do_not_learn(kind):
+    """NACA(check_labels=False) skips the per-step host read of the labels: on valid
+    labels it trains exactly as the default; a sample with an out-of-range label
+    changes no weight (the step equals the default step on the valid samples)."""
+    def make():
+        torch.manual_seed(0)
+        if kind == "mlp":
+            return models.mlp(12, [16, 8], 4, seed=1), (12,)
+        return models.conv_net((1, 8, 8), 4, channels=(3, 4), hidden=10, seed=1), (1, 8, 8)
+    (m1, shape), (m2, _), (m3, _) = make(), make(), make()
+    a, b, c = NACA(m1, lr=0.05), NACA(m2, lr=0.05, check_labels=False), NACA(m3, lr=0.05)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        x = torch.rand(10, *shape, generator=g)
+        y = torch.randint(0, 4, (10,), generator=g)
+        a.step(x, y)
+        b.step(x, y)
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(p1, p2)
+    x = torch.rand(10, *shape, generator=g)
+    y = torch.randint(0, 4, (10,), generator=g)
+    y_bad = y.clone()
+    y_bad[[1, 7]] = torch.tensor([-3, 4])
+    keep = torch.ones(10, dtype=torch.bool)
+    keep[[1, 7]] = False
+    for p2, p3 in zip(m2.parameters(), m3.parameters()):
+        p3.data.copy_(p2.data)
+    b.step(x, y_bad)
+    c.step(x[keep], y[keep])
+    for p2, p3 in zip(m2.parameters(), m3.parameters()):
+        torch.testing.assert_close(p2, p3)
+    with pytest.raises(ValueError, match="labels must be in"):
+        a.step(x, y_bad)

@@ -127,16 +127,34 @@ def test_naca_hidden_update(device, dtype, seed, batch):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_naca_hidden_equals_composition(device):
-    """The fused op = plasticity_update_(signal = modulation(neuromodulator(y, NI)))."""
-    c = rand_case(7, device, torch.float64)
-    w1, b1 = c["weight"].clone(), c["bias"].clone()
-    w2, b2 = c["weight"].clone(), c["bias"].clone()
-    ops.naca_hidden_update_(w1, b1, c["pre"], c["preact"], c["labels"], c["ni"], "sigmoid", 0.1, 0.4, 1.3)
-    signal = ops.modulation(ops.neuromodulator(c["labels"], c["ni"]), 0.4, 1.3)
-    ops.plasticity_update_(w2, b2, c["pre"], c["preact"], signal, "sigmoid", 0.1)
-    torch.testing.assert_close(w1, w2)
-    torch.testing.assert_close(b1, b2)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", ["one", "classes", "classes+1", "many"])
+def test_naca_hidden_equals_composition(device, dtype, batch):
+    """The fused op = plasticity_update_(signal = modulation(neuromodulator(y, NI))).
+
+    Batches up to the class count evaluate f(NL) per element, larger ones from a
+    per-(class, unit) table on CPU: both paths must give the composition's update
+    (bit for bit on CPU, where both round the same products)."""
+    n = 7
+    size = {"one": 1, "classes": n, "classes+1": n + 1, "many": 64}[batch]
+    g = torch.Generator().manual_seed(7 + size)
+    h, i = 37, 23
+    mk = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+    w0, b0, pre, preact = mk(h, i) * 0.3, mk(h), mk(size, i), mk(size, h)
+    labels = torch.randint(0, n, (size,), generator=g).to(device)
+    ni = torch.rand(2 * n, h, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+    for activation, from_output in [("sigmoid", False), ("tanh", True), ("relu", True)]:
+        u = torch.tanh(preact) if from_output and activation == "tanh" else preact
+        w1, b1, w2, b2 = w0.clone(), b0.clone(), w0.clone(), b0.clone()
+        ops.naca_hidden_update_(w1, b1, pre, u, labels, ni, activation, 0.1, 0.4, 1.3, from_output=from_output)
+        signal = ops.modulation(ops.neuromodulator(labels, ni), 0.4, 1.3)
+        ops.plasticity_update_(w2, b2, pre, u, signal, activation, 0.1, from_output=from_output)
+        if device == "cpu":
+            assert torch.equal(w1, w2) and torch.equal(b1, b2), (activation, from_output)
+        else:
+            torch.testing.assert_close(w1, w2)
+            torch.testing.assert_close(b1, b2)
+        assert not torch.equal(w1, w0)
 
 
 ACT = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda t: t}
@@ -246,6 +264,73 @@ def test_conv_updates_from_output(device, dtype, seed, activation):
                           from_output=True)
     torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 10)
     torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv_updates_in_chunks_match_reference(dtype):
+    """On CPU the conv updates run over the batch in chunks of ~8 MiB of delta
+    (update.h, conv_chunk_samples); a batch of 9 maps of 64 x 64 x 64 (2 MiB each
+    in float64: chunks of 4, 4, 1; 1 MiB in float32: 8, 1) must give the
+    reference's whole-batch update."""
+    g = torch.Generator().manual_seed(11)
+    b, cin, cout, n = 9, 2, 64, 5
+    x = torch.randn(b, cin, 64, 64, generator=g, dtype=torch.float64)
+    w = torch.randn(cout, cin, 3, 3, generator=g, dtype=torch.float64) * 0.3
+    z = torch.nn.functional.conv2d(x, w, None, 1, 1)
+    bias = torch.randn(cout, generator=g, dtype=torch.float64)
+    signal = torch.randn(z.shape, generator=g, dtype=torch.float64)
+    ni = torch.rand(2 * n, *z.shape[1:], generator=g, dtype=torch.float64)
+    y = torch.randint(0, n, (b,), generator=g)
+    c = lambda t: t.to(dtype)
+    rtol, atol = tol(dtype)
+    geom = ((1, 1), (1, 1), (1, 1), 1)
+    ew, eb = ref.naca_conv_update(w, bias, x, z, y, ni, *geom, "tanh", 0.01)
+    w1, b1 = c(w), c(bias)
+    ops.naca_conv_update_(w1, b1, c(x), c(z), y, c(ni), *geom, "tanh", 0.01)
+    torch.testing.assert_close(as64(w1), ew, rtol=rtol, atol=atol * 50)
+    torch.testing.assert_close(as64(b1), eb, rtol=rtol, atol=atol * 50)
+    ew, eb = ref.conv_plasticity_update(w, bias, x, z, signal, *geom, "sigmoid", 0.01)
+    w2, b2 = c(w), c(bias)
+    ops.conv_plasticity_update_(w2, b2, c(x), c(torch.sigmoid(z)), c(signal), *geom, "sigmoid", 0.01,
+                                from_output=True)
+    torch.testing.assert_close(as64(w2), ew, rtol=rtol, atol=atol * 50)
+    torch.testing.assert_close(as64(b2), eb, rtol=rtol, atol=atol * 50)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch", [3, 40])  # per element / per-class table on CPU
+def test_unchecked_labels_out_of_range_do_not_learn(device, batch):
+    """check_labels=False: no host read of the labels; a sample whose label is out
+    of range contributes nothing, so the update equals the checked update over the
+    valid samples. check_labels=True rejects the same call and writes nothing."""
+    n = 4
+    c = rand_case(21, device, torch.float64, batch)
+    h = c["preact"].shape[1]
+    ni = torch.rand(2 * n, h, dtype=torch.float64, generator=torch.Generator().manual_seed(3)).to(device)
+    labels = torch.arange(batch, device=device) % n
+    labels[0], labels[-1] = -1, 10 ** 6
+    valid = (labels >= 0) & (labels < n)
+    w1, b1, w2, b2 = (t.clone() for t in (c["weight"], c["bias"], c["weight"], c["bias"]))
+    ops.naca_hidden_update_(w1, b1, c["pre"], c["preact"], labels, ni, "tanh", 0.1, check_labels=False)
+    ops.naca_hidden_update_(w2, b2, c["pre"][valid], c["preact"][valid], labels[valid], ni, "tanh", 0.1)
+    torch.testing.assert_close(w1, w2)
+    torch.testing.assert_close(b1, b2)
+    assert not torch.equal(w1, c["weight"])
+    w3 = c["weight"].clone()
+    with pytest.raises(RuntimeError, match="naca::naca_hidden_update_: argument 'labels' expected values"):
+        ops.naca_hidden_update_(w3, None, c["pre"], c["preact"], labels, ni, "tanh", 0.1)
+    assert torch.equal(w3, c["weight"])
+    # the conv op, same rule
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(batch, 2, 6, 6, generator=g, dtype=torch.float64).to(device)
+    w = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64).to(device)
+    z = torch.nn.functional.conv2d(x, w, None, 1, 1)
+    nic = torch.rand(2 * n, *z.shape[1:], generator=g, dtype=torch.float64).to(device)
+    geom = ((1, 1), (1, 1), (1, 1), 1)
+    wc1, wc2 = w.clone(), w.clone()
+    ops.naca_conv_update_(wc1, None, x, z, labels, nic, *geom, "relu", 0.1, check_labels=False)
+    ops.naca_conv_update_(wc2, None, x[valid], z[valid], labels[valid], nic, *geom, "relu", 0.1)
+    torch.testing.assert_close(wc1, wc2)
 
 
 @pytest.mark.parametrize("device", DEVICES)

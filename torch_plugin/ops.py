@@ -100,15 +100,21 @@ def naca_hidden_update_(
     theta: float = 1.2,
     *,
     from_output: bool = False,
+    check_labels: bool = True,
 ) -> None:
     """The fused NACA hidden-layer update: plasticity_update_ with signal = f(E[labels] @ NI).
 
     weight: (H, I), bias: (H,) or None, pre: (B, I), preact: (B, H) (z, or act(z)
     with from_output=True), labels: (B,) int64, ni: (2N, H). NL and f(NL) are never stored.
+
+    check_labels=True (default): labels outside [0, N) raise before anything is
+    written (on CUDA this reads the labels' range on the host: one device
+    synchronization). False, for labels the caller has validated: no host read,
+    and a sample whose label is out of range gets a zero delta (it does not learn).
     """
     torch.ops.naca.naca_hidden_update_(
         weight, bias, pre, preact, labels, ni, activation, float(lr), float(lam), float(theta),
-        from_output=bool(from_output),
+        from_output=bool(from_output), check_labels=bool(check_labels),
     )
 
 
@@ -157,12 +163,14 @@ def naca_conv_update_(
     theta: float = 1.2,
     *,
     from_output: bool = False,
+    check_labels: bool = True,
 ) -> None:
     """The fused NACA conv update: f(NL) per (channel, y, x), ni: (2N, C_out, Ho, Wo);
-    preact is z, or act(z) with from_output=True."""
+    preact is z, or act(z) with from_output=True. check_labels: as naca_hidden_update_."""
     torch.ops.naca.naca_conv_update_(
         weight, bias, input, preact, labels, ni, list(stride), list(padding), list(dilation),
         int(groups), activation, float(lr), float(lam), float(theta), from_output=bool(from_output),
+        check_labels=bool(check_labels),
     )
 
 

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "expectation.h"
@@ -47,12 +49,31 @@ TEST(Modulation, CurveAtLandmarks) {
   }
 }
 
-TEST(Modulation, OpMatchesScalarMath) {
-  auto x = torch::linspace(-0.2, 1.2, 57, torch::kFloat64);
-  auto y = op("naca::modulation").typed<at::Tensor(const at::Tensor&, double, double)>().call(x, 0.5, 1.2);
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    EXPECT_NEAR(y[i].item<double>(), naca::modulation(x[i].item<double>(), 0.5, 1.2), 1e-12);
+// The CPU op evaluates the curve branch-free (one division per element, SIMD
+// clones); on x86-64 (no FMA contraction) it must round exactly as the branchy
+// scalar math the CUDA kernels use.
+template <typename T>
+void expect_op_matches_scalar_math(at::ScalarType dtype) {
+  auto x = torch::linspace(-0.5, 1.5, 4001, torch::kFloat64).to(dtype);
+  for (const auto& [lam, theta] : {std::pair{0.5, 1.2}, std::pair{0.3, 1.5}, std::pair{0.7, 1.0}}) {
+    auto y = op("naca::modulation").typed<at::Tensor(const at::Tensor&, double, double)>().call(
+        x, lam, theta);
+    const T* xp = x.template const_data_ptr<T>();
+    const T* yp = y.template const_data_ptr<T>();
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const T expected = naca::modulation<T>(xp[i], static_cast<T>(lam), static_cast<T>(theta));
+#if defined(__x86_64__)
+      EXPECT_EQ(yp[i], expected) << "x=" << xp[i] << " lam=" << lam << " theta=" << theta;
+#else
+      EXPECT_NEAR(yp[i], expected, 1e-6) << "x=" << xp[i];
+#endif
+    }
   }
+}
+
+TEST(Modulation, OpMatchesScalarMath) {
+  expect_op_matches_scalar_math<double>(torch::kFloat64);
+  expect_op_matches_scalar_math<float>(torch::kFloat32);
 }
 
 TEST(Plasticity, HandComputedTwoByThree) {
@@ -120,25 +141,65 @@ TEST(Plasticity, BadShapeThrowsAndLeavesWeight) {
   EXPECT_TRUE(torch::equal(w, torch::ones({2, 3}, torch::kFloat64)));
 }
 
+void naca_hidden(at::Tensor w, const std::optional<at::Tensor>& b, const at::Tensor& x,
+                 const at::Tensor& u, const at::Tensor& y, const at::Tensor& ni,
+                 const std::string& act, bool from_output, bool check_labels = true) {
+  op("naca::naca_hidden_update_")
+      .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
+                  const at::Tensor&, const at::Tensor&, std::string, double, double, double, bool,
+                  bool)>()
+      .call(w, b, x, u, y, ni, act, 1.0, 0.5, 1.2, from_output, check_labels);
+}
+
+// N = 2 classes: k = [2, 0]. Class 0 reads NI rows 2, 3 (NL = 0.75, f = -1);
+// class 1 rows 0, 1 (NL = 0.25, f = 1). H = 1.
+at::Tensor two_class_ni() { return torch::tensor({{0.0}, {0.5}, {1.0}, {0.5}}, torch::kFloat64); }
+
 TEST(NacaHidden, FusedEqualsHandComputedSignal) {
-  // N = 2 classes: k = [2, 0]. Class 0 reads NI rows 2, 3; class 1 rows 0, 1.
-  auto ni = torch::tensor({{0.0}, {0.5}, {1.0}, {0.5}}, torch::kFloat64);  // 2N x H, H = 1
+  auto ni = two_class_ni();
   auto w = torch::zeros({1, 1}, torch::kFloat64);
   auto x = torch::ones({2, 1}, torch::kFloat64);
   auto z = torch::zeros({2, 1}, torch::kFloat64);
   auto y = torch::tensor({0, 1}, torch::kLong);
-  op("naca::naca_hidden_update_")
-      .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
-                  const at::Tensor&, const at::Tensor&, std::string, double, double, double, bool)>()
-      .call(w, std::nullopt, x, z, y, ni, "identity", 1.0, 0.5, 1.2, false);
-  // NL(class 0) = 0.75 -> f = -1; NL(class 1) = 0.25 -> f = 1: the two cancel.
-  EXPECT_NEAR(w.item<double>(), 0.0, 1e-12);
+  naca_hidden(w, std::nullopt, x, z, y, ni, "identity", false);
+  EXPECT_NEAR(w.item<double>(), 0.0, 1e-12);  // f = -1 and f = 1 cancel
   auto w2 = torch::zeros({1, 1}, torch::kFloat64);
-  op("naca::naca_hidden_update_")
-      .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
-                  const at::Tensor&, const at::Tensor&, std::string, double, double, double, bool)>()
-      .call(w2, std::nullopt, x.slice(0, 0, 1), z.slice(0, 0, 1), y.slice(0, 0, 1), ni, "identity", 1.0, 0.5, 1.2, false);
+  naca_hidden(w2, std::nullopt, x.slice(0, 0, 1), z.slice(0, 0, 1), y.slice(0, 0, 1), ni, "identity",
+              false);
   EXPECT_NEAR(w2.item<double>(), 1.0, 1e-12);  // W -= 1 * (-1) * 1
+}
+
+TEST(NacaHidden, BatchLargerThanClassCountHandTrace) {
+  // 5 samples of 2 classes: the CPU kernel evaluates f(NL) once per class and
+  // reuses it per sample.
+  auto ni = two_class_ni();
+  auto w = torch::zeros({1, 1}, torch::kFloat64);
+  auto b = torch::zeros({1}, torch::kFloat64);
+  auto x = torch::tensor({{1.0}, {2.0}, {3.0}, {4.0}, {5.0}}, torch::kFloat64);
+  auto h = torch::tensor({{0.0}, {0.5}, {0.0}, {0.5}, {0.0}}, torch::kFloat64);  // tanh outputs
+  auto y = torch::tensor({0, 1, 1, 0, 0}, torch::kLong);
+  naca_hidden(w, b, x, h, y, ni, "tanh", true);
+  // phi' = 1 - h^2 = {1, .75, 1, .75, 1}; delta = f phi' = {-1, .75, 1, -.75, -1}.
+  // W -= sum delta x = -(-1 + 1.5 + 3 - 3 - 5); b -= sum delta = -(-1).
+  EXPECT_NEAR(w.item<double>(), 4.5, 1e-12);
+  EXPECT_NEAR(b.item<double>(), 1.0, 1e-12);
+}
+
+TEST(NacaHidden, UncheckedOutOfRangeLabelsDoNotLearn) {
+  auto ni = two_class_ni();
+  auto x = torch::tensor({{1.0}, {2.0}, {3.0}, {4.0}}, torch::kFloat64);
+  auto z = torch::zeros({4, 1}, torch::kFloat64);
+  auto y = torch::tensor({1, 7, -2, 0}, torch::kLong);
+  for (int64_t b : {2, 4}) {  // per element (b <= N) and per-class table (b > N)
+    SCOPED_TRACE(b);
+    auto w = torch::zeros({1, 1}, torch::kFloat64);
+    auto xs = x.slice(0, 0, b), zs = z.slice(0, 0, b), ys = y.slice(0, 0, b);
+    EXPECT_THROW(naca_hidden(w, std::nullopt, x, z, y, ni, "identity", false), c10::Error);
+    EXPECT_EQ(w.item<double>(), 0.0);
+    naca_hidden(w, std::nullopt, xs, zs, ys, ni, "identity", false, /*check_labels=*/false);
+    // Labels 7 and -2 add nothing: W -= 1 * 1 (+ 4 * (-1) for b = 4).
+    EXPECT_NEAR(w.item<double>(), b == 2 ? -1.0 : 3.0, 1e-12);
+  }
 }
 
 }  // namespace

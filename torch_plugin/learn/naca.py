@@ -46,11 +46,21 @@ class NACA:
     and is counted in ``skipped_steps`` (see ``learn.nonfinite``; it costs one
     reduction and one host read per step). Off by default: the update is applied
     as computed, as ``loss.backward(); opt.step()`` would.
+
+    ``check_labels=True`` (default): labels outside [0, N) raise a ValueError
+    before anything is written; the learner reads their range once per step (on
+    CUDA one device synchronization) and the ops skip their own checks.
+    ``check_labels=False``, for labels validated once up front (a dataset's): no
+    host read in the step, so a CUDA step never waits for the GPU; a sample
+    whose label is out of range then does not learn (zero update), in every layer.
+    (Spiking models always check: their hidden signal comes from ``ops.neuromodulator``.)
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: Optional[torch.optim.Optimizer] = None,
-                 lam: float = 0.5, theta: float = 1.2, all_steps: bool = True, skip_nonfinite: bool = False):
+                 lam: float = 0.5, theta: float = 1.2, all_steps: bool = True, skip_nonfinite: bool = False,
+                 check_labels: bool = True):
         self.model = model
+        self.check_labels = bool(check_labels)
         self.skip_nonfinite = bool(skip_nonfinite)
         self.skipped_steps = 0
         self.lr = float(lr)
@@ -135,12 +145,16 @@ class NACA:
         """
         if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
             raise ValueError(f"NACA.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
-        if not self.hidden and not torch.compiler.is_compiling() and y.numel() > 0:
-            # No hidden op runs first to validate the labels (F.one_hot does not check on CUDA).
+        # The labels' range is read on the host once per step, here, before anything
+        # is written; the fused ops then skip their own read (one sync per hidden
+        # layer on CUDA). Under torch.compile (no host reads) the ops check instead.
+        op_checks = self.check_labels
+        if self.check_labels and not self.spiking and not torch.compiler.is_compiling() and y.numel() > 0:
             lo, hi = torch.stack(torch.aminmax(y)).tolist()
             if lo < 0 or hi >= self.num_classes:
                 raise ValueError(f"NACA.step: labels must be in [0, {self.num_classes}), "
                                  f"got values in [{lo}, {hi}]")
+            op_checks = False
         into_grad = self.optimizer is not None if into_grad is None else bool(into_grad)
         if not self.model.training:  # (a recursive train() per step costs more than the checks)
             self.model.train()
@@ -162,21 +176,22 @@ class NACA:
                 # the larger, earlier layers' deltas are allocated (lower peak memory), and
                 # the first op run validates the labels before anything is written.
                 for layer in reversed(self.hidden):
-                    self._hidden_update(layer, y, lr, into_grad)
+                    self._hidden_update(layer, y, lr, into_grad, op_checks)
                 self._output_update(y, lr, into_grad)
         return logits
 
-    def _hidden_update(self, layer, y: Tensor, lr: float, into_grad: bool) -> None:
+    def _hidden_update(self, layer, y: Tensor, lr: float, into_grad: bool, check_labels: bool) -> None:
         if layer.saved is None:
             raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
         pre, h = layer.saved  # the layer keeps its output h = act(z); act' is taken from h
         w, b = targets([layer.weight, layer.bias], into_grad or None)
         if isinstance(layer, NACAConv2d):
             ops.naca_conv_update_(w, b, pre, h, y, layer.ni, layer.stride, layer.padding, layer.dilation,
-                                  layer.groups, layer.activation, lr, self.lam, self.theta, from_output=True)
+                                  layer.groups, layer.activation, lr, self.lam, self.theta, from_output=True,
+                                  check_labels=check_labels)
         else:
-            ops.naca_hidden_update_(w, b, pre, h, y, layer.ni,
-                                    layer.activation, lr, self.lam, self.theta, from_output=True)
+            ops.naca_hidden_update_(w, b, pre, h, y, layer.ni, layer.activation, lr, self.lam, self.theta,
+                                    from_output=True, check_labels=check_labels)
         layer.saved = None
 
     def _output_update(self, y: Tensor, lr: float, into_grad: bool) -> None:
@@ -184,7 +199,12 @@ class NACA:
         if out.saved is None:
             raise RuntimeError("NACA: the output layer was not used in the model's forward")
         h, z = out.saved
-        error = torch.sigmoid(z) - F.one_hot(y, out.num_classes).to(z.dtype)
+        if self.check_labels:
+            error = torch.sigmoid(z) - F.one_hot(y, out.num_classes).to(z.dtype)
+        else:  # unchecked labels: no one_hot (a device assert on CUDA); bad samples' rows are zero
+            target = y.unsqueeze(1) == torch.arange(out.num_classes, device=y.device)
+            valid = target.any(1, keepdim=True)
+            error = (torch.sigmoid(z) - target.to(z.dtype)) * valid
         w, b = targets([out.weight, out.bias], into_grad or None)
         ops.plasticity_update_(w, b, h, z, error, "sigmoid" if out.sigmoid_grad else "identity", lr)
         out.saved = None
@@ -194,6 +214,7 @@ class NACA:
         return {
             "lr": self.lr, "lam": self.lam, "theta": self.theta, "steps": self.steps, "all_steps": self.all_steps,
             "skip_nonfinite": self.skip_nonfinite, "skipped_steps": self.skipped_steps,
+            "check_labels": self.check_labels,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
         }
 
@@ -203,6 +224,7 @@ class NACA:
         self.all_steps = bool(state.get("all_steps", self.all_steps))
         self.skip_nonfinite = bool(state.get("skip_nonfinite", self.skip_nonfinite))
         self.skipped_steps = int(state.get("skipped_steps", 0))
+        self.check_labels = bool(state.get("check_labels", self.check_labels))
         if (state.get("optimizer") is None) != (self.optimizer is None):
             raise ValueError("NACA.load_state_dict: optimizer state given without an optimizer, or vice versa")
         if self.optimizer is not None:
