@@ -4,7 +4,8 @@
 # racecheck on the CUDA op tests, the compare CLI on CUDA. Every phase has its own time limit and log, so a
 # slow phase cannot hide the others' results.
 #   OUT=/some/dir bash .ci/gpu_check.sh     (logs and benchmark files go to $OUT)
-# Budgets (seconds) can be changed with BUILD_S, TEST_S, BENCH_S, MEMCHECK_S, RACECHECK_S, COMPARE_S.
+# Budgets (seconds) can be changed with BUILD_S, TEST_S, BENCH_S, MEMTRACE_S, MEMCHECK_S, RACECHECK_S,
+# COMPARE_S.
 # SpikingJelly rows: first `pip download --no-deps -d .whl spikingjelly loguru` where there is
 # network, and bring .whl/ along (it is git-ignored).
 set -uo pipefail
@@ -47,6 +48,9 @@ timeout "${BENCH_S:-150}" $PY -m torch_plugin.bench --device cuda \
   --out "$OUT/bench" >"$OUT/bench.log" 2>&1
 rc=$?; status "bench rc=$rc in $((SECONDS - t0)) s"
 [ $rc -eq 0 ] && rm -f "$OUT/bench.log"   # the results are in $OUT/bench
+
+# Where one NACA step's CUDA peak comes from (MLP, batch 256 and 1024), into the summary.
+PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} timeout "${MEMTRACE_S:-60}" $PY .ci/gpu_memtrace.py 2>&1 | tail -n 60 | tee -a "$OUT/summary.txt"
 
 # The op tests on CUDA, float32, under the sanitizers (slow: a few hundred kernels).
 SAN_TESTS="tests/test_naca_ops.py tests/test_snn.py tests/test_stdp.py tests/test_sbp.py tests/test_stp.py"

@@ -9,7 +9,8 @@ figure is a ratio against a baseline measured in the same process:
 
 * step: one training step, same model (deep copies of one init), same batch:
   NACA (``learn.NACA``, in-place SGD) vs BP (autograd, cross-entropy, SGD);
-  time and peak memory of the step (model and data resident, not counted).
+  time and peak memory of the step (model and data resident, not counted);
+  on CUDA also NACA(check_labels=False), whose step reads nothing back to the host.
 * ops: each op vs its float32 reference (``torch_plugin.reference``) and vs the
   eager composition of torch ops a user would write (closed-form phi', in-place
   addmm_), and vs the roofline bound max(bytes / copy bandwidth, FLOPs / mm peak),
@@ -19,7 +20,8 @@ figure is a ratio against a baseline measured in the same process:
   (T or iters = 20, 100) vs their loops of elementwise torch ops.
 * scaling: time per NACA and BP step as the width and the batch grow.
 
-Times are medians of ``repeats`` runs after warm-up (CUDA: events, synchronized;
+Times are medians of ``repeats`` runs after warm-up (the NACA and BP steps'
+runs alternate, so a drift of the machine's speed hits both; CUDA: events, synchronized;
 each run is ``inner`` = 10 back-to-back calls, so the host may run ahead of the GPU
 as in a training loop, unless a call synchronizes).
 Peak memory: CUDA ``max_memory_allocated`` after a reset, minus what was allocated
@@ -68,27 +70,37 @@ class Timer:
         if self.cuda:
             torch.cuda.synchronize(self.device)
 
+    def _sample(self, fn: Callable[[], object]) -> float:
+        """Seconds per call of one timed sample."""
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(self.inner):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3 / self.inner
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
     def __call__(self, fn: Callable[[], object], repeats: Optional[int] = None) -> float:
         """Median seconds per call of fn."""
+        return self.interleaved([fn], repeats)[0]
+
+    def interleaved(self, fns: list, repeats: Optional[int] = None) -> list:
+        """Median seconds per call of each fn, their samples taken in turn (a, b, a, b, ...),
+        so that a drift of the machine's speed (other load, clocks) hits every fn alike."""
         n = repeats or self.repeats
-        for _ in range(self.warmup):
-            fn()
-        self.sync()
-        times = []
-        for _ in range(n):
-            if self.cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                for _ in range(self.inner):
-                    fn()
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end) / 1e3 / self.inner)
-            else:
-                t0 = time.perf_counter()
+        for fn in fns:
+            for _ in range(self.warmup):
                 fn()
-                times.append(time.perf_counter() - t0)
-        return statistics.median(times)
+        self.sync()
+        times = [[] for _ in fns]
+        for _ in range(n):
+            for fn, ts in zip(fns, times):
+                ts.append(self._sample(fn))
+        return [statistics.median(ts) for ts in times]
 
     def peak_memory(self, fn: Callable[[], object], before: Optional[Callable[[], object]] = None) -> Optional[int]:
         """Bytes allocated at the peak of one call of fn, above what was allocated before it."""
@@ -166,10 +178,11 @@ def roofline(seconds: float, bytes_moved: float, flops: float, bounds: dict, dty
 # 1. One training step: NACA vs BP
 # ---------------------------------------------------------------------------
 
-def step_pair(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 1e-3):
+def step_pair(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 1e-3,
+              check_labels: bool = True):
     """(naca_step, bp_step, bp_before): the two learners on deep copies of one model."""
     m_naca, m_bp = copy.deepcopy(model), copy.deepcopy(model)
-    learner = learn.NACA(m_naca, lr=lr)
+    learner = learn.NACA(m_naca, lr=lr, check_labels=check_labels)
     opt = torch.optim.SGD(m_bp.parameters(), lr=lr)
 
     def naca_step():
@@ -200,11 +213,16 @@ def compare_steps(model, in_shape, batch, device, timer) -> dict:
     x = torch.rand(batch, *in_shape, generator=g).to(device)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)
     naca_step, bp_step, bp_before = step_pair(model.to(device), x, y)
-    t_naca, t_bp = timer(naca_step), timer(bp_step)
+    steps = [naca_step, bp_step]
+    if timer.cuda:  # NACA(check_labels=False): no host read of the labels, the step never waits for the GPU
+        steps.append(step_pair(model, x, y, check_labels=False)[0])
+    t_naca, t_bp, *t_unchecked = timer.interleaved(steps)
     mem_naca = timer.peak_memory(naca_step)
     mem_bp = timer.peak_memory(bp_step, before=bp_before)
     row = {"batch": batch, "naca_ms": 1e3 * t_naca, "bp_ms": 1e3 * t_bp, "speedup": t_bp / t_naca,
            "naca_peak_bytes": mem_naca, "bp_peak_bytes": mem_bp}
+    if t_unchecked:
+        row.update(naca_unchecked_ms=1e3 * t_unchecked[0], speedup_unchecked=t_bp / t_unchecked[0])
     if mem_naca and mem_bp:
         row["memory_ratio"] = mem_bp / mem_naca
     return row
@@ -602,6 +620,14 @@ def to_markdown(res: dict) -> str:
         for r in res["step"]:
             out.append(f"| {r['model']} | {r['batch']} | {r['naca_ms']:.3f} | {r['bp_ms']:.3f} | {_x(r['speedup'])} | "
                        f"{_mb(r['naca_peak_bytes'])} | {_mb(r['bp_peak_bytes'])} | {_x(r.get('memory_ratio'))} |")
+        unchecked = [r for r in res["step"] if "naca_unchecked_ms" in r]
+        if unchecked:
+            out += ["", "NACA with `check_labels=False` (labels validated up front; the step reads nothing back "
+                    "from the GPU, so the host runs ahead as BP's does), same BP time:", "",
+                    "| model | batch | NACA unchecked ms | BP ms | speedup |", "|---|---:|---:|---:|---:|"]
+            for r in unchecked:
+                out.append(f"| {r['model']} | {r['batch']} | {r['naca_unchecked_ms']:.3f} | {r['bp_ms']:.3f} | "
+                           f"{_x(r['speedup_unchecked'])} |")
     if "ops" in res:
         out += ["", "### 2. Ops vs the float32 reference, the eager torch composition and the roofline", "",
                 "vs X = X time / op time (higher is better). x bound = op time / max(bytes / bandwidth, FLOPs / peak) "
