@@ -280,13 +280,15 @@ def make_step(args, method: str, model: nn.Module, lr: float) -> tuple[Callable[
         from .learn import NACA
         from .nn import NACALinear
 
+        # check_labels=False: data.load_dataset checked every label once (the model has
+        # ds.num_classes outputs), so the step need not read them back from the GPU.
         gates = []
         if args.gate:
             gates = [InputGate(m, args.gate_delta) for m in model.modules() if isinstance(m, NACALinear)]
         if args.optimizer == "adam" or gates:
             opt = (torch.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"
                    else torch.optim.SGD(model.parameters(), lr=lr))  # SGD on the pseudo-gradient = in-place step
-            learner = NACA(model, optimizer=opt)
+            learner = NACA(model, optimizer=opt, check_labels=False)
 
             def step(x, y):
                 opt.zero_grad(set_to_none=False)
@@ -296,7 +298,7 @@ def make_step(args, method: str, model: nn.Module, lr: float) -> tuple[Callable[
                 opt.step()
                 return out
             return step, args.optimizer
-        learner = NACA(model, lr=lr)
+        learner = NACA(model, lr=lr, check_labels=False)
         return learner.step, "sgd"
     if method == "sbp":
         SBP = _import("torch_plugin.learn.SBP", "--methods sbp")

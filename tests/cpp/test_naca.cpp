@@ -8,6 +8,7 @@
 
 #include "expectation.h"
 #include "naca_math.h"
+#include "update.h"
 
 namespace {
 
@@ -200,6 +201,28 @@ TEST(NacaHidden, UncheckedOutOfRangeLabelsDoNotLearn) {
     // Labels 7 and -2 add nothing: W -= 1 * 1 (+ 4 * (-1) for b = 4).
     EXPECT_NEAR(w.item<double>(), b == 2 ? -1.0 : 3.0, 1e-12);
   }
+}
+
+TEST(ConvUpdate, ChunksOnCpuSumToTheWholeBatchUpdate) {
+  // 16 x 180 x 180 float64 maps are 4.1 MB per sample: the 8 MiB chunks hold 2 of 6.
+  auto preact = torch::randn({6, 16, 180, 180}, torch::kFloat64);
+  auto weight = torch::randn({16, 2, 3, 3}, torch::kFloat64);
+  ASSERT_EQ(naca::conv_chunk_samples(weight, preact), 2);
+  auto input = torch::randn({6, 2, 180, 180}, torch::kFloat64);
+  auto signal = torch::randn({6, 16, 180, 180}, torch::kFloat64);
+  auto bias = torch::randn({16}, torch::kFloat64);
+  // Expected: the whole-batch conv weight gradient of delta = signal (identity act').
+  auto grads = at::convolution_backward(signal, input, weight, std::nullopt, {1, 1}, {1, 1}, {1, 1},
+                                        false, {0, 0}, 1, {false, true, true});
+  auto w_expected = weight - 0.01 * std::get<1>(grads);
+  auto b_expected = bias - 0.01 * std::get<2>(grads);
+  op("naca::conv_plasticity_update_")
+      .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
+                  const at::Tensor&, at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t,
+                  std::string, double, bool)>()
+      .call(weight, bias, input, preact, signal, {1, 1}, {1, 1}, {1, 1}, 1, "identity", 0.01, false);
+  EXPECT_TRUE(torch::allclose(weight, w_expected, 1e-12, 1e-10));
+  EXPECT_TRUE(torch::allclose(bias, b_expected, 1e-12, 1e-10));
 }
 
 }  // namespace
