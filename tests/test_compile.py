@@ -41,11 +41,12 @@ SBP_ANN = lambda: models.sbp_ann(12, 10, 4, seed=1).double()  # noqa: E731
 
 @pytest.mark.parametrize("build,shape", [(MLP, (12,)), (CONV, (1, 8, 8))], ids=["mlp", "conv"])
 @pytest.mark.parametrize("optimizer", [None, "adam"])
-def test_naca_step_compiles_fullgraph(build, shape, optimizer):
+@pytest.mark.parametrize("check_labels", [True, False])
+def test_naca_step_compiles_fullgraph(build, shape, optimizer, check_labels):
     eager, comp = build(), None
     comp = copy.deepcopy(eager)
-    mk = lambda m: learn.NACA(m, lr=0.05, optimizer=None if optimizer is None  # noqa: E731
-                              else torch.optim.Adam(m.parameters(), lr=1e-2))
+    mk = lambda m: learn.NACA(m, lr=0.05, check_labels=check_labels,  # noqa: E731
+                              optimizer=None if optimizer is None else torch.optim.Adam(m.parameters(), lr=1e-2))
     le, lc = mk(eager), mk(comp)
     counter = CompileCounterWithBackend("inductor")
     step = learn.compile_step(lc, backend=counter)
