@@ -34,6 +34,7 @@ struct SignalDelta {
   Activation act;
   bool from_output;
   at::Tensor operator()(int64_t b0, int64_t n) const {
+    if (b0 == 0 && n == preact.size(0)) return delta_fn(preact, signal, act, from_output);
     return delta_fn(preact.narrow(0, b0, n), signal.narrow(0, b0, n), act, from_output);
   }
 };
@@ -69,6 +70,9 @@ struct NacaDelta {
   bool from_output;
   double lam, theta;
   at::Tensor operator()(int64_t b0, int64_t n) const {
+    if (b0 == 0 && n == preact.size(0)) {  // the whole batch: no views to make (a small step's cost)
+      return delta_fn(preact, labels, ni, slots, act, from_output, lam, theta);
+    }
     return delta_fn(preact.narrow(0, b0, n), labels.narrow(0, b0, n), ni, slots, act,
                     from_output, lam, theta);
   }
