@@ -189,3 +189,22 @@ def test_sbp_snn_with_stp_and_homeostatic_relaxation_learns_digits():
     from torch_plugin.nn import STPSynapse
     assert isinstance(models.sbp_snn(4, 3, 2, stp=True)[1], STPSynapse)
     assert all(v > 0.85 for v in results.values())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["ann", "snn"])
+def test_sbp_rejects_out_of_range_labels_before_writing(device, kind):
+    """An out-of-range label is a clear ValueError and no weight changes (on CUDA
+    F.one_hot would otherwise hit a device-side assert)."""
+    torch.manual_seed(0)
+    model = (models.sbp_ann(12, 10, 4, seed=1) if kind == "ann" else models.sbp_snn(12, 10, 4, seed=1)).to(device)
+    learner = learn.SBP(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    x = torch.rand(5, 12, device=device)
+    for bad in ([0, 1, 2, 3, 4], [-1, 0, 1, 2, 3]):
+        with pytest.raises(ValueError, match=r"SBP.step: labels must be in \[0, 4\), got values in"):
+            learner.step(x, torch.tensor(bad, device=device))
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    learner.step(x, torch.tensor([0, 1, 2, 3, 0], device=device))
+    assert not all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+

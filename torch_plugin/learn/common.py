@@ -55,3 +55,16 @@ def check_only_these_train(model: nn.Module, trained: Iterable[nn.Module], learn
             f"{learner}: these trainable parameters belong to layers the learner cannot train "
             f"(use the plugin's layers, or set requires_grad=False to freeze them): {stray}"
         )
+
+
+def check_label_range(y: Tensor, num_classes: int, who: str) -> None:
+    """ValueError unless every label is in [0, num_classes). One reduction and one host
+    read (on CUDA, one synchronization); skipped while torch.compile traces (a host read
+    would break the graph) and for an empty batch. Run before anything is written: on
+    CUDA ``F.one_hot`` and the index kernels do not check, an out-of-range label there
+    is a device-side assert that ends the process's CUDA context."""
+    if torch.compiler.is_compiling() or y.numel() == 0:
+        return
+    lo, hi = torch.stack(torch.aminmax(y)).tolist()
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"{who}: labels must be in [0, {num_classes}), got values in [{lo}, {hi}]")

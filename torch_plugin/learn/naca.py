@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .. import ops
 from ..nn import NACAConv2d, NACALinear, NACAOutput, NACASpikingLinear
 from . import nonfinite
-from .common import check_only_these_train, recording, targets
+from .common import check_label_range, check_only_these_train, recording, targets
 
 
 class NACA:
@@ -149,11 +149,8 @@ class NACA:
         # is written; the fused ops then skip their own read (one sync per hidden
         # layer on CUDA). Under torch.compile (no host reads) the ops check instead.
         op_checks = self.check_labels
-        if self.check_labels and not self.spiking and not torch.compiler.is_compiling() and y.numel() > 0:
-            lo, hi = torch.stack(torch.aminmax(y)).tolist()
-            if lo < 0 or hi >= self.num_classes:
-                raise ValueError(f"NACA.step: labels must be in [0, {self.num_classes}), "
-                                 f"got values in [{lo}, {hi}]")
+        if self.check_labels and not torch.compiler.is_compiling() and (not self.spiking or not self.hidden):
+            check_label_range(y, self.num_classes, "NACA.step")
             op_checks = False
         into_grad = self.optimizer is not None if into_grad is None else bool(into_grad)
         if not self.model.training:  # (a recursive train() per step costs more than the checks)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .. import ops
 from ..nn import NACALinear, NACAOutput, NACASpikingLinear
 from ..nn.spiking import homeostatic_relax
-from .common import check_only_these_train, recording
+from .common import check_label_range, check_only_these_train, recording
 
 
 def subset_mask(hidden: int, inputs: int, percentage: float, seed: int) -> Optional[Tensor]:
@@ -117,6 +117,7 @@ class SBP:
         """One SBP step on a batch: x (B, ...), y (B,) int64 labels."""
         if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
             raise ValueError(f"SBP.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        check_label_range(y, self.num_classes, "SBP.step")
         self.model.train()
         hid, out = self.hidden, self.output
         with torch.no_grad(), recording([hid, out], keep="output" if self.spiking else "preact"):
