@@ -44,7 +44,7 @@ timeout "${TEST_S:-120}" $PY -m pytest tests -q -p no:cacheprovider -n 8 -k cuda
 status "pytest -k cuda rc=$? in $((SECONDS - t0)) s: $(tail -n 1 "$OUT/pytest.log")"
 
 t0=$SECONDS
-timeout "${BENCH_S:-150}" $PY -m torch_plugin.bench --device cuda \
+timeout "${BENCH_S:-200}" $PY -m torch_plugin.bench --device cuda \
   --out "$OUT/bench" >"$OUT/bench.log" 2>&1
 rc=$?; status "bench rc=$rc in $((SECONDS - t0)) s"
 [ $rc -eq 0 ] && rm -f "$OUT/bench.log"   # the results are in $OUT/bench

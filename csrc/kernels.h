@@ -18,6 +18,10 @@ namespace naca {
   at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,           \
                              const at::Tensor& ni, const at::Tensor& slots, Activation act, \
                              bool from_output, double lam, double theta);                  \
+  /* (sigmoid(z) - onehot(y)) * (sigmoid'(z) or 1), z (B, N); rows of labels outside */    \
+  /* [0, N) are zero */                                                                    \
+  at::Tensor output_delta(const at::Tensor& logits, const at::Tensor& labels,              \
+                          bool sigmoid_grad);                                              \
   /* (ni[k_y] + ni[k_y + 1]) / 2, shape (B, F) */                                          \
   at::Tensor neuromodulator(const at::Tensor& labels, const at::Tensor& ni,                \
                             const at::Tensor& slots);                                      \

@@ -24,6 +24,11 @@ TORCH_LIBRARY(naca, m) {
       "naca_hidden_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor pre, Tensor preact, "
       "Tensor labels, Tensor ni, str activation, float lr, float lam=0.5, float theta=1.2, *, "
       "bool from_output=False, bool check_labels=True) -> ()");
+  // The NACA output layer's own-error rule, fused: delta = e * sigmoid'(logits) (sigmoid_grad)
+  // or e, with e = sigmoid(logits) - onehot(labels); weight (N, I), pre (B, I), logits (B, N).
+  m.def(
+      "naca_output_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor pre, Tensor logits, "
+      "Tensor labels, float lr, bool sigmoid_grad=True, *, bool check_labels=True) -> ()");
   // Conv2d form of plasticity_update_: weight -= lr * conv_weight_grad(input, signal * act'(preact)).
   m.def(
       "conv_plasticity_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor input, Tensor preact, "

@@ -53,7 +53,8 @@ void bump_versions(at::Tensor& weight, const std::optional<at::Tensor>& bias) {
 // weight's device and dtype, with `dim` dimensions each.
 void check_weight_and_inputs(const char* op, const at::Tensor& weight,
                              const std::optional<at::Tensor>& bias, const at::Tensor& input,
-                             const char* input_name, const at::Tensor& preact, int64_t dim) {
+                             const char* input_name, const at::Tensor& preact, int64_t dim,
+                             const char* preact_name = "preact") {
   check_defined(weight, op, "weight");
   check_floating(weight, op, "weight");
   check_dim(weight, op, "weight", dim);
@@ -61,23 +62,23 @@ void check_weight_and_inputs(const char* op, const at::Tensor& weight,
   check_writable(weight, op, "weight");
   check_bias(op, weight, bias);
   check_input(op, input, input_name, weight);
-  check_input(op, preact, "preact", weight);
+  check_input(op, preact, preact_name, weight);
   check_dim(input, op, input_name, dim);
-  check_dim(preact, op, "preact", dim);
+  check_dim(preact, op, preact_name, dim);
 }
 
 }  // namespace
 
 void check_linear_update(const char* op, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias, const at::Tensor& pre,
-                         const at::Tensor& preact, double lr) {
-  check_weight_and_inputs(op, weight, bias, pre, "pre", preact, 2);
+                         const at::Tensor& preact, double lr, const char* preact_name) {
+  check_weight_and_inputs(op, weight, bias, pre, "pre", preact, 2, preact_name);
   const int64_t batch = pre.size(0);
   check_shape(pre, op, "pre", {batch, weight.size(1)});
-  check_shape(preact, op, "preact", {batch, weight.size(0)});
+  check_shape(preact, op, preact_name, {batch, weight.size(0)});
   check_finite_scalar(lr, op, "lr");
   check_scalar_fits(lr, weight, op, "lr");
-  check_outputs_not_aliased(op, weight, bias, pre, "pre", preact, "preact");
+  check_outputs_not_aliased(op, weight, bias, pre, "pre", preact, preact_name);
 }
 
 void check_conv_update(const char* op, const at::Tensor& weight,

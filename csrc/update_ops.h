@@ -129,6 +129,22 @@ void naca_hidden_update(at::Tensor weight, const std::optional<at::Tensor>& bias
   if (batch > 0) apply_linear_update(weight, bias, pre, delta_of(0, batch), lr);
 }
 
+using OutputDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, bool);
+
+template <OutputDeltaFn delta_fn>
+void naca_output_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
+                        const at::Tensor& pre, const at::Tensor& logits, const at::Tensor& labels,
+                        double lr, bool sigmoid_grad, bool check_labels) {
+  const char* op = "naca_output_update_";
+  check_linear_update(op, weight, bias, pre, logits, lr, "logits");
+  check_same_device(labels, op, "labels", logits, "logits");
+  naca::check_labels(labels, op, weight.size(0), logits.size(0), /*read_values=*/check_labels);
+  const int64_t batch = logits.size(0);
+  if (batch == 0) return;
+  apply_linear_update(weight, bias, pre, delta_fn(logits.contiguous(), labels.contiguous(), sigmoid_grad),
+                      lr);
+}
+
 template <ActivationDeltaFn delta_fn>
 void conv_plasticity_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
                             const at::Tensor& input, const at::Tensor& preact,

@@ -158,6 +158,26 @@ def _(device):  # unchecked labels, one out of range (that sample does not learn
         {"from_output": True, "check_labels": False}
 
 
+@sample("naca_output_update_")
+def _(device):
+    g, w, bias, pre, z = _linear(32, 6, 5, 4, torch.float32, device)
+    return (w, bias, pre, z, _labels(g, 6, 4, device), 0.1), {}
+
+
+@sample("naca_output_update_")
+def _(device):  # no bias, identity error, float64
+    g, w, bias, pre, z = _linear(33, 7, 3, 10, torch.float64, device, bias=False)
+    return (w, bias, pre, z, _labels(g, 7, 10, device), 0.5, False), {}
+
+
+@sample("naca_output_update_")
+def _(device):  # unchecked labels, one out of range
+    g, w, bias, pre, z = _linear(34, 5, 4, 3, torch.float32, device)
+    labels = _labels(g, 5, 3, device)
+    labels[1] = -1
+    return (w, bias, pre, z, labels, 0.1), {"check_labels": False}
+
+
 # --- conv updates -----------------------------------------------------------
 
 def _conv(seed, dtype, device, cin=2, cout=4, k=3, hw=6, stride=1, pad=1, dil=1, groups=1, bias=True):

@@ -157,6 +157,63 @@ def test_naca_hidden_equals_composition(device, dtype, batch):
         assert not torch.equal(w1, w0)
 
 
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("sigmoid_grad", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_naca_output_update(device, dtype, seed, sigmoid_grad, with_bias):
+    g = torch.Generator().manual_seed(100 + seed)
+    b, i, n = int(torch.randint(1, 40, (1,), generator=g)), int(torch.randint(1, 50, (1,), generator=g)), \
+        int(torch.randint(2, 12, (1,), generator=g))
+    mk = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    w0, b0, pre = mk(n, i) * 0.3, mk(n) if with_bias else None, mk(b, i)
+    logits = pre @ w0.t() + (b0 if with_bias else 0)
+    labels = torch.randint(0, n, (b,), generator=g)
+    ew, eb = ref.naca_output_update(w0, b0, pre, logits, labels, 0.05, sigmoid_grad)
+    c = lambda t: None if t is None else t.to(device, dtype)  # noqa: E731
+    w, bias = c(w0), c(b0)
+    ops.naca_output_update_(w, bias, c(pre), c(logits), labels.to(device), 0.05, sigmoid_grad)
+    rtol, atol = tol(dtype)
+    torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 5)
+    if with_bias:
+        torch.testing.assert_close(as64(bias), eb, rtol=rtol, atol=atol * 5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("sigmoid_grad", [True, False])
+def test_naca_output_update_equals_composition_and_unchecked_rule(device, sigmoid_grad):
+    """= plasticity_update_ with signal sigmoid(z) - onehot(y) (bit for bit on CPU, where both take
+    sigmoid from ATen); check_labels=False: out-of-range samples learn nothing; True: rejected."""
+    g = torch.Generator().manual_seed(9)
+    w0 = torch.randn(5, 7, generator=g).to(device)
+    b0, pre, z = (torch.randn(*s, generator=g).to(device) for s in [(5,), (12, 7), (12, 5)])
+    y = (torch.arange(12) % 5).to(device)
+    w1, b1, w2, b2 = w0.clone(), b0.clone(), w0.clone(), b0.clone()
+    ops.naca_output_update_(w1, b1, pre, z, y, 0.1, sigmoid_grad)
+    error = torch.sigmoid(z) - torch.nn.functional.one_hot(y, 5).to(z.dtype)
+    ops.plasticity_update_(w2, b2, pre, z, error, "sigmoid" if sigmoid_grad else "identity", 0.1)
+    if device == "cpu":
+        assert torch.equal(w1, w2) and torch.equal(b1, b2)
+    else:
+        torch.testing.assert_close(w1, w2)
+        torch.testing.assert_close(b1, b2)
+    bad = y.clone()
+    bad[[0, 5]] = torch.tensor([-1, 5], device=device)
+    keep = torch.ones(12, dtype=torch.bool, device=device)
+    keep[[0, 5]] = False
+    w3, b3, w4, b4 = w0.clone(), b0.clone(), w0.clone(), b0.clone()
+    ops.naca_output_update_(w3, b3, pre, z, bad, 0.1, sigmoid_grad, check_labels=False)
+    ops.naca_output_update_(w4, b4, pre[keep], z[keep], y[keep], 0.1, sigmoid_grad)
+    torch.testing.assert_close(w3, w4)
+    torch.testing.assert_close(b3, b4)
+    w5 = w0.clone()
+    with pytest.raises(RuntimeError, match="naca::naca_output_update_: argument 'labels' expected values in"):
+        ops.naca_output_update_(w5, None, pre, z, bad, 0.1, sigmoid_grad)
+    assert torch.equal(w5, w0)
+    with pytest.raises(RuntimeError, match="naca::naca_output_update_: argument 'logits' expected shape"):
+        ops.naca_output_update_(w5, None, pre, z[:, :4], y, 0.1, sigmoid_grad)
+
+
 ACT = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda t: t}
 
 

@@ -189,7 +189,7 @@ def _register_plugin_flop_formulas() -> None:
         t = pre_shape[0] if all_steps else 1
         return 2 * t * int(np.prod(pre_shape[1:-1])) * int(np.prod(weight_shape))
 
-    register_flop_formula([naca.plasticity_update_, naca.naca_hidden_update_])(outer)
+    register_flop_formula([naca.plasticity_update_, naca.naca_hidden_update_, naca.naca_output_update_])(outer)
     register_flop_formula([naca.conv_plasticity_update_, naca.naca_conv_update_])(conv)
     register_flop_formula(naca.naca_snn_update_)(snn)
     _FORMULAS_REGISTERED = True

@@ -19,6 +19,7 @@ __all__ = [
     "modulation",
     "plasticity_update_",
     "naca_hidden_update_",
+    "naca_output_update_",
     "conv_plasticity_update_",
     "naca_conv_update_",
     "ACTIVATIONS",
@@ -118,6 +119,29 @@ def naca_hidden_update_(
     )
 
 
+def naca_output_update_(
+    weight: Tensor,
+    bias: Optional[Tensor],
+    pre: Tensor,
+    logits: Tensor,
+    labels: Tensor,
+    lr: float,
+    sigmoid_grad: bool = True,
+    *,
+    check_labels: bool = True,
+) -> None:
+    """The NACA output layer's own-error update, fused: weight -= lr * delta^T @ pre,
+    bias -= lr * sum_b delta, with delta = e * sigmoid'(logits) (sigmoid_grad=True) or e,
+    e = sigmoid(logits) - onehot(labels) (MSE on sigmoid outputs, ALGORITHMS.md 1.2).
+
+    weight: (N, I), bias: (N,) or None, pre: (B, I), logits: (B, N) = pre @ weight^T + bias,
+    labels: (B,) int64. check_labels: as naca_hidden_update_ (False: a sample whose label
+    is out of range gets a zero delta).
+    """
+    torch.ops.naca.naca_output_update_(weight, bias, pre, logits, labels, float(lr), bool(sigmoid_grad),
+                                       check_labels=bool(check_labels))
+
+
 def conv_plasticity_update_(
     weight: Tensor,
     bias: Optional[Tensor],
@@ -213,7 +237,8 @@ def _no_output(name):
     return fake
 
 
-for _name in ("plasticity_update_", "naca_hidden_update_", "conv_plasticity_update_", "naca_conv_update_"):
+for _name in ("plasticity_update_", "naca_hidden_update_", "naca_output_update_", "conv_plasticity_update_",
+              "naca_conv_update_"):
     torch.library.register_fake(f"naca::{_name}")(_no_output(_name))
 
 

@@ -86,6 +86,20 @@ def naca_hidden_update(
     return plasticity_update(weight, bias, pre, preact, signal, activation, lr)
 
 
+def naca_output_update(weight, bias, pre, logits, labels, lr, sigmoid_grad=True):
+    """New (weight, bias) of the output layer's own-error rule: e = sigmoid(z) - onehot(y),
+    delta = e * sigmoid'(z) (sigmoid_grad) or e, W - lr * sum_b outer(delta_b, x_b)."""
+    onehot = torch.nn.functional.one_hot(labels, logits.shape[1]).to(logits.dtype)
+    z = logits.detach().requires_grad_(True)
+    s = torch.sigmoid(z)
+    if sigmoid_grad:  # e * sigmoid'(z), the derivative through autograd
+        (delta,) = torch.autograd.grad(s, z, grad_outputs=(s - onehot).detach())
+    else:
+        delta = (s - onehot).detach()
+    new_b = None if bias is None else bias - lr * delta.sum(0)
+    return weight - lr * torch.einsum("bn,bi->ni", delta, pre), new_b
+
+
 def conv_plasticity_update(
     weight, bias, input, preact, signal, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
     groups=1, activation="tanh", lr=1e-3,

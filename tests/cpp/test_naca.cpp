@@ -225,4 +225,23 @@ TEST(ConvUpdate, ChunksOnCpuSumToTheWholeBatchUpdate) {
   EXPECT_TRUE(torch::allclose(bias, b_expected, 1e-12, 1e-10));
 }
 
+TEST(NacaOutput, HandComputedOwnErrorRule) {
+  // z = 0: sigmoid = 0.5 for both classes; y = 1: e = (0.5, -0.5); sigmoid' = 0.25.
+  for (bool sigmoid_grad : {true, false}) {
+    SCOPED_TRACE(sigmoid_grad);
+    auto w = torch::zeros({2, 1}, torch::kFloat64);
+    auto b = torch::zeros({2}, torch::kFloat64);
+    op("naca::naca_output_update_")
+        .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
+                    const at::Tensor&, double, bool, bool)>()
+        .call(w, b, torch::ones({1, 1}, torch::kFloat64), torch::zeros({1, 2}, torch::kFloat64),
+              torch::tensor({1}, torch::kLong), 1.0, sigmoid_grad, true);
+    const double d = sigmoid_grad ? 0.125 : 0.5;  // delta = e * 0.25, or e
+    EXPECT_NEAR(w[0][0].item<double>(), -d, 1e-12);
+    EXPECT_NEAR(w[1][0].item<double>(), d, 1e-12);
+    EXPECT_NEAR(b[0].item<double>(), -d, 1e-12);
+    EXPECT_NEAR(b[1].item<double>(), d, 1e-12);
+  }
+}
+
 }  // namespace

@@ -174,7 +174,7 @@ class NACA:
                 # the first op run validates the labels before anything is written.
                 for layer in reversed(self.hidden):
                     self._hidden_update(layer, y, lr, into_grad, op_checks)
-                self._output_update(y, lr, into_grad)
+                self._output_update(y, lr, into_grad, op_checks)
         return logits
 
     def _hidden_update(self, layer, y: Tensor, lr: float, into_grad: bool, check_labels: bool) -> None:
@@ -191,19 +191,15 @@ class NACA:
                                     from_output=True, check_labels=check_labels)
         layer.saved = None
 
-    def _output_update(self, y: Tensor, lr: float, into_grad: bool) -> None:
+    def _output_update(self, y: Tensor, lr: float, into_grad: bool, check_labels: bool) -> None:
         out = self.output
         if out.saved is None:
             raise RuntimeError("NACA: the output layer was not used in the model's forward")
         h, z = out.saved
-        if self.check_labels:
-            error = torch.sigmoid(z) - F.one_hot(y, out.num_classes).to(z.dtype)
-        else:  # unchecked labels: no one_hot (a device assert on CUDA); bad samples' rows are zero
-            target = y.unsqueeze(1) == torch.arange(out.num_classes, device=y.device)
-            valid = target.any(1, keepdim=True)
-            error = (torch.sigmoid(z) - target.to(z.dtype)) * valid
         w, b = targets([out.weight, out.bias], into_grad or None)
-        ops.plasticity_update_(w, b, h, z, error, "sigmoid" if out.sigmoid_grad else "identity", lr)
+        # e = sigmoid(z) - onehot(y), times sigmoid'(z) or not, in one kernel; the labels were
+        # checked already (or the learner runs unchecked: bad samples then learn nothing).
+        ops.naca_output_update_(w, b, h, z, y, lr, out.sigmoid_grad, check_labels=check_labels)
         out.saved = None
 
     def state_dict(self) -> dict[str, Any]:
