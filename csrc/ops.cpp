@@ -8,7 +8,8 @@ TORCH_LIBRARY(naca, m) {
   // E, the N x 2N class-expectation matrix (0.5 at columns k_c, k_c + 1 of row c).
   m.def("expectation_matrix(int num_classes, *, ScalarType? dtype=None, Device? device=None) -> Tensor");
   // NL = E[labels] @ NI: the neuromodulator level, shape (B, *ni.shape[1:]).
-  m.def("neuromodulator(Tensor labels, Tensor ni) -> Tensor");
+  // check_labels=False: the labels are not read on the host; an out-of-range label's row is 0.
+  m.def("neuromodulator(Tensor labels, Tensor ni, *, bool check_labels=True) -> Tensor");
   // f(level): the nonlinear modulation curve, elementwise.
   m.def("modulation(Tensor level, float lam=0.5, float theta=1.2) -> Tensor");
   // weight -= lr * (signal * act'(preact))^T @ pre; bias -= lr * sum_b(signal * act'(preact)).

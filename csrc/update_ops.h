@@ -176,12 +176,12 @@ void naca_conv_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
 
 // The read-only ops: validation here, the gather/curve in the backend kernel.
 template <at::Tensor (*kernel)(const at::Tensor&, const at::Tensor&, const at::Tensor&)>
-at::Tensor neuromodulator_op(const at::Tensor& labels, const at::Tensor& ni) {
+at::Tensor neuromodulator_op(const at::Tensor& labels, const at::Tensor& ni, bool check_labels) {
   const char* op = "neuromodulator";
   const int64_t n = classes_of_ni(ni, op);
   check_floating(ni, op, "ni");
   check_same_device(labels, op, "labels", ni, "ni");
-  check_labels(labels, op, n, -1);
+  naca::check_labels(labels, op, n, -1, /*read_values=*/check_labels);
   const auto slots = expectation_slots_tensor(n, ni.device(), op);
   auto out = kernel(labels.contiguous(), ni.contiguous().view({ni.size(0), -1}), slots);
   std::vector<int64_t> shape(ni.sizes().begin(), ni.sizes().end());

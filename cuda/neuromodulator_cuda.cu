@@ -12,11 +12,16 @@ template <typename scalar_t>
 __global__ void neuromodulator_kernel(const int64_t* __restrict__ y,
                                       const scalar_t* __restrict__ ni,
                                       const int64_t* __restrict__ k, scalar_t* __restrict__ o,
-                                      int64_t batch, int64_t features) {
+                                      int64_t batch, int64_t features, int64_t classes) {
   using acc_t = at::opmath_type<scalar_t>;
   NACA_GRID_STRIDE(i, batch * features) {
     const int64_t b = i / features, j = i % features;
-    const scalar_t* row = ni + k[y[b]] * features;
+    const int64_t c = y[b];
+    if (c < 0 || c >= classes) {  // only possible when the op was told not to check the labels
+      o[i] = scalar_t(0);
+      continue;
+    }
+    const scalar_t* row = ni + k[c] * features;
     o[i] = static_cast<scalar_t>(neuromodulator_level<acc_t>(row[j], row[features + j]));
   }
 }
@@ -31,7 +36,8 @@ at::Tensor neuromodulator(const at::Tensor& labels, const at::Tensor& ni, const 
     neuromodulator_kernel<scalar_t>
         <<<blocks_for(batch * features), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
             labels.const_data_ptr<int64_t>(), ni.const_data_ptr<scalar_t>(),
-            slots.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), batch, features);
+            slots.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), batch, features,
+            slots.numel());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;

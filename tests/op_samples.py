@@ -61,6 +61,14 @@ def _(device):
 
 
 @sample("neuromodulator")
+def _(device):  # unchecked labels, one out of range (its row is zero)
+    g = _gen(3)
+    labels = _labels(g, 4, 5, device)
+    labels[3] = 7
+    return (labels, _u(g, 10, 6, device=device)), {"check_labels": False}
+
+
+@sample("neuromodulator")
 def _(device):
     g = _gen(2)
     return (_labels(g, 3, 4, device), _u(g, 8, 2, 3, 3, dtype=torch.float64, device=device)), {}

@@ -186,7 +186,7 @@ def test_layers_train_by_backprop_too():
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.parametrize("kind", ["mlp", "conv"])
+@pytest.mark.parametrize("kind", ["mlp", "conv", "snn"])
 def test_unchecked_labels_same_weights_and_bad_samples_do_not_learn(kind):
     """NACA(check_labels=False) skips the per-step host read of the labels: on valid
     labels it trains exactly as the default; a sample with an out-of-range label
@@ -195,18 +195,24 @@ def test_unchecked_labels_same_weights_and_bad_samples_do_not_learn(kind):
         torch.manual_seed(0)
         if kind == "mlp":
             return models.mlp(12, [16, 8], 4, seed=1), (12,)
+        if kind == "snn":  # binary inputs below: the Bernoulli encoder's spikes are then the inputs
+            return models.spiking_mlp(12, [16], 4, T=5, seed=1), (12,)
         return models.conv_net((1, 8, 8), 4, channels=(3, 4), hidden=10, seed=1), (1, 8, 8)
     (m1, shape), (m2, _), (m3, _) = make(), make(), make()
     a, b, c = NACA(m1, lr=0.05), NACA(m2, lr=0.05, check_labels=False), NACA(m3, lr=0.05)
+    init = [p.detach().clone() for p in m1.parameters()]
     g = torch.Generator().manual_seed(2)
+    rand = (lambda *s: torch.randint(0, 2, s, generator=g).float()) if kind == "snn" \
+        else (lambda *s: torch.rand(*s, generator=g))
     for _ in range(3):
-        x = torch.rand(10, *shape, generator=g)
+        x = rand(10, *shape)
         y = torch.randint(0, 4, (10,), generator=g)
         a.step(x, y)
         b.step(x, y)
     for p1, p2 in zip(m1.parameters(), m2.parameters()):
         assert torch.equal(p1, p2)
-    x = torch.rand(10, *shape, generator=g)
+    assert all(not torch.equal(p, q) for p, q in zip(m1.parameters(), init))  # every layer learned
+    x = rand(10, *shape)
     y = torch.randint(0, 4, (10,), generator=g)
     y_bad = y.clone()
     y_bad[[1, 7]] = torch.tensor([-3, 4])

@@ -391,6 +391,18 @@ def test_unchecked_labels_out_of_range_do_not_learn(device, batch):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_neuromodulator_unchecked_labels(device):
+    ni = torch.rand(8, 3, 5, dtype=torch.float64).to(device)
+    y = torch.tensor([0, 3, -1, 4, 2], device=device)
+    nl = ops.neuromodulator(y, ni, check_labels=False)
+    ok = torch.tensor([True, True, False, False, True], device=device)
+    torch.testing.assert_close(nl[ok], ops.neuromodulator(y[ok], ni), rtol=0, atol=0)
+    assert torch.count_nonzero(nl[~ok]) == 0
+    with pytest.raises(RuntimeError, match="naca::neuromodulator: argument 'labels' expected values in"):
+        ops.neuromodulator(y, ni)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_updates_under_inference_mode_and_no_graph(device):
     c = rand_case(3, device, torch.float32)
     w = torch.nn.Parameter(c["weight"].clone())

@@ -45,13 +45,14 @@ def expectation_matrix(
     return torch.ops.naca.expectation_matrix(num_classes, dtype=dtype, device=device)
 
 
-def neuromodulator(labels: Tensor, ni: Tensor) -> Tensor:
+def neuromodulator(labels: Tensor, ni: Tensor, *, check_labels: bool = True) -> Tensor:
     """NL = E[labels] @ NI.
 
     labels: (B,) int64 in [0, N). ni: (2N, H) or (2N, C, H, W), the fixed random
     neuromodulator projection. Returns (B, *ni.shape[1:]) with ni's dtype.
+    check_labels=False: no host read of the labels; a label outside [0, N) gives a zero row.
     """
-    return torch.ops.naca.neuromodulator(labels, ni)
+    return torch.ops.naca.neuromodulator(labels, ni, check_labels=bool(check_labels))
 
 
 def modulation(level: Tensor, lam: float = 0.5, theta: float = 1.2) -> Tensor:
@@ -210,7 +211,7 @@ def _expectation_matrix_fake(num_classes, *, dtype=None, device=None):
 
 
 @torch.library.register_fake("naca::neuromodulator")
-def _neuromodulator_fake(labels, ni):
+def _neuromodulator_fake(labels, ni, *, check_labels=True):
     torch._check(labels.dim() == 1, lambda: "naca::neuromodulator: 'labels' must be 1-D")
     _one_device("neuromodulator", labels, ni)
     return ni.new_empty((labels.shape[0], *ni.shape[1:]))

@@ -2,13 +2,15 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "../update_ops.h"
 #include "elementwise.h"
 
 namespace naca::cpu {
 
 at::Tensor neuromodulator(const at::Tensor& labels, const at::Tensor& ni, const at::Tensor& slots) {
-  const int64_t batch = labels.size(0), features = ni.size(1);
+  const int64_t batch = labels.size(0), features = ni.size(1), classes = slots.numel();
   auto out = at::empty({batch, features}, ni.options());
   const int64_t* y = labels.const_data_ptr<int64_t>();
   const int64_t* k = slots.const_data_ptr<int64_t>();
@@ -16,9 +18,11 @@ at::Tensor neuromodulator(const at::Tensor& labels, const at::Tensor& ni, const 
     const scalar_t* w = ni.const_data_ptr<scalar_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     for_rows(batch, features, [&](int64_t b, int64_t j0, int64_t j1, int64_t off) {
+      scalar_t* __restrict__ ob = o + off;
+      // (only possible when the op was told not to check the labels)
+      if (y[b] < 0 || y[b] >= classes) return std::fill(ob + j0, ob + j1, scalar_t(0));
       const scalar_t* __restrict__ lo = w + k[y[b]] * features;
       const scalar_t* __restrict__ hi = lo + features;
-      scalar_t* __restrict__ ob = o + off;
       for (int64_t j = j0; j < j1; ++j) ob[j] = neuromodulator_level(lo[j], hi[j]);
     });
   });

@@ -53,7 +53,6 @@ class NACA:
     ``check_labels=False``, for labels validated once up front (a dataset's): no
     host read in the step, so a CUDA step never waits for the GPU; a sample
     whose label is out of range then does not learn (zero update), in every layer.
-    (Spiking models always check: their hidden signal comes from ``ops.neuromodulator``.)
     """
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: Optional[torch.optim.Optimizer] = None,
@@ -149,7 +148,7 @@ class NACA:
         # is written; the fused ops then skip their own read (one sync per hidden
         # layer on CUDA). Under torch.compile (no host reads) the ops check instead.
         op_checks = self.check_labels
-        if self.check_labels and not torch.compiler.is_compiling() and (not self.spiking or not self.hidden):
+        if self.check_labels and not torch.compiler.is_compiling():
             check_label_range(y, self.num_classes, "NACA.step")
             op_checks = False
         into_grad = self.optimizer is not None if into_grad is None else bool(into_grad)
@@ -159,12 +158,20 @@ class NACA:
         with torch.no_grad(), recording(self.hidden + [self.output]):
             logits = self.model(x)
             if self.spiking:
+                # Unchecked labels: a sample whose label is out of range gets a zero signal in
+                # every layer (f(NL) of its zero NL row is not zero, hence the mask).
+                valid = None if self.check_labels else ((y >= 0) & (y < self.num_classes)).unsqueeze(1)
                 for layer in self.hidden:
-                    signal = ops.modulation(ops.neuromodulator(y, layer.ni), self.lam, self.theta)
-                    self._spiking_update(layer, signal, lr, into_grad)
+                    signal = ops.modulation(ops.neuromodulator(y, layer.ni, check_labels=op_checks),
+                                            self.lam, self.theta)
+                    self._spiking_update(layer, signal if valid is None else signal * valid, lr, into_grad)
                 spikes = self.output.saved[2] if self.output.saved is not None else None
                 if spikes is not None:
-                    spikes = spikes.mean(0) - F.one_hot(y, self.output.num_classes).to(spikes.dtype)
+                    if valid is None:
+                        spikes = spikes.mean(0) - F.one_hot(y, self.output.num_classes).to(spikes.dtype)
+                    else:  # no one_hot (a device assert on CUDA for a bad label)
+                        target = y.unsqueeze(1) == torch.arange(self.output.num_classes, device=y.device)
+                        spikes = (spikes.mean(0) - target.to(spikes.dtype)) * valid
                 self._spiking_update(self.output, spikes, lr, into_grad)
             else:
                 # The hidden layers from the last to the first, then the output layer: the
