@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define NACA_HD __host__ __device__ __forceinline__
@@ -84,6 +85,11 @@ template <typename T>
 NACA_HD T activation_grad(T u, Activation act, bool from_output) {
   return from_output ? activation_grad_from_output(u, act) : activation_grad(u, act);
 }
+
+// A class label that indexes NI / a one-hot row: in [0, classes). The ops told not
+// to check their labels (check_labels=false) give a sample outside it a zero row
+// instead of reading out of bounds.
+NACA_HD bool label_in_range(int64_t c, int64_t classes) { return c >= 0 && c < classes; }
 
 // Neuromodulator level of a hidden unit for a sample of class c:
 // NL = (NI[k_c] + NI[k_c + 1]) / 2, the row c of the expectation matrix E

@@ -28,7 +28,7 @@ __global__ void modulated_delta_kernel(const scalar_t* __restrict__ z,
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const int64_t c = y[b];
     const int64_t off = b * features;
-    if (c < 0 || c >= classes) {
+    if (!label_in_range(c, classes)) {
       for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < features;
            j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         o[off + j] = scalar_t(0);

@@ -17,7 +17,7 @@ __global__ void neuromodulator_kernel(const int64_t* __restrict__ y,
   NACA_GRID_STRIDE(i, batch * features) {
     const int64_t b = i / features, j = i % features;
     const int64_t c = y[b];
-    if (c < 0 || c >= classes) {  // only possible when the op was told not to check the labels
+    if (!label_in_range(c, classes)) {
       o[i] = scalar_t(0);
       continue;
     }

@@ -19,7 +19,7 @@ __global__ void output_delta_kernel(const scalar_t* __restrict__ z, const int64_
   NACA_GRID_STRIDE(i, n) {
     const int64_t b = i / classes, j = i - b * classes;
     const int64_t c = y[b];
-    if (c < 0 || c >= classes) {
+    if (!label_in_range(c, classes)) {
       o[i] = scalar_t(0);
       continue;
     }

@@ -61,7 +61,7 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
         const scalar_t* f = table.get();
         for_rows(batch, features, [&](int64_t b, int64_t j0, int64_t j1, int64_t off) {
           scalar_t* ob = o + off;
-          if (y[b] < 0 || y[b] >= classes) return std::fill(ob + j0, ob + j1, scalar_t(0));
+          if (!label_in_range(y[b], classes)) return std::fill(ob + j0, ob + j1, scalar_t(0));
           const scalar_t* __restrict__ fb = f + y[b] * features;
           const scalar_t* ub = u + off;
           for (int64_t j = j0; j < j1; ++j) ob[j] = fb[j] * finish_grad<A>(ub[j]);
@@ -71,7 +71,7 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
       const scalar_t* w = ni.const_data_ptr<scalar_t>();
       for_rows(batch, features, [&](int64_t b, int64_t j0, int64_t j1, int64_t off) {
         scalar_t* ob = o + off;
-        if (y[b] < 0 || y[b] >= classes) return std::fill(ob + j0, ob + j1, scalar_t(0));
+        if (!label_in_range(y[b], classes)) return std::fill(ob + j0, ob + j1, scalar_t(0));
         const scalar_t* __restrict__ lo = w + k[y[b]] * features;
         const scalar_t* __restrict__ hi = lo + features;
         const scalar_t* ub = u + off;

@@ -19,8 +19,7 @@ at::Tensor neuromodulator(const at::Tensor& labels, const at::Tensor& ni, const 
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
     for_rows(batch, features, [&](int64_t b, int64_t j0, int64_t j1, int64_t off) {
       scalar_t* __restrict__ ob = o + off;
-      // (only possible when the op was told not to check the labels)
-      if (y[b] < 0 || y[b] >= classes) return std::fill(ob + j0, ob + j1, scalar_t(0));
+      if (!label_in_range(y[b], classes)) return std::fill(ob + j0, ob + j1, scalar_t(0));
       const scalar_t* __restrict__ lo = w + k[y[b]] * features;
       const scalar_t* __restrict__ hi = lo + features;
       for (int64_t j = j0; j < j1; ++j) ob[j] = neuromodulator_level(lo[j], hi[j]);
