@@ -1,6 +1,7 @@
 #include "update.h"
 
 #include <algorithm>
+#include <utility>
 
 #include <ATen/OpMathType.h>
 #include <ATen/core/LegacyTypeDispatch.h>
@@ -164,12 +165,16 @@ ConvGrads conv_grads(const at::Tensor& weight, const std::optional<at::Tensor>& 
 }
 
 void add_conv_grads(ConvGrads& sum, ConvGrads part) {
-  if (!sum.weight.defined()) {
-    // The running sum in the op-math type (a no-op for float and double).
-    const auto acc = at::toOpMathType(part.weight.scalar_type());
-    sum.weight = part.weight.to(acc);
-    if (part.bias.defined()) sum.bias = part.bias.to(acc);
+  if (!sum.weight.defined()) {  // one chunk (always on CUDA): used as it is
+    sum = std::move(part);
     return;
+  }
+  // From the second chunk on, the running sum in the op-math type (a no-op for
+  // float and double, the CPU kernels' types).
+  const auto acc = at::toOpMathType(part.weight.scalar_type());
+  if (sum.weight.scalar_type() != acc) {
+    sum.weight = sum.weight.to(acc);
+    if (sum.bias.defined()) sum.bias = sum.bias.to(acc);
   }
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   sum.weight.add_(part.weight);

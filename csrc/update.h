@@ -36,8 +36,8 @@ void check_naca_signal(const char* op, const at::Tensor& labels, const at::Tenso
 void apply_linear_update(at::Tensor& weight, const std::optional<at::Tensor>& bias,
                          const at::Tensor& pre, const at::Tensor& delta, double lr);
 
-// The conv weight and bias gradients of a batch (or a chunk of one), in the op-math
-// type, summed over chunks by add_conv_grads and written once by apply_conv_grads.
+// The conv weight and bias gradients of a batch (or a chunk of one), summed over
+// chunks (in the op-math type) by add_conv_grads and written once by apply_conv_grads.
 struct ConvGrads {
   at::Tensor weight, bias;  // bias undefined without a bias
 };

@@ -177,8 +177,8 @@ class NACA:
                 # The hidden layers from the last to the first, then the output layer: the
                 # updates are independent (each reads only its own saved forward tensors);
                 # in this order each layer's input, kept by the layer above, is freed before
-                # the larger, earlier layers' deltas are allocated (lower peak memory), and
-                # the first op run validates the labels before anything is written.
+                # the larger, earlier layers' deltas are allocated (lower peak memory). The
+                # labels were validated above (or, under torch.compile, by every op).
                 for layer in reversed(self.hidden):
                     self._hidden_update(layer, y, lr, into_grad, op_checks)
                 self._output_update(y, lr, into_grad, op_checks)
