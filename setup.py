@@ -62,7 +62,10 @@ def pip_cuda_includes():
 def extension():
     rel = lambda pattern: sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
     sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
-    cxx = ["-O3", "-fdiagnostics-color=always"]
+    # -fopenmp: at::parallel_for is inline (ATen/ParallelOpenMP.h), so without it
+    # every CPU kernel's loop runs on one thread, whatever torch.get_num_threads().
+    cxx = ["-O3", "-fdiagnostics-color=always", "-fopenmp"]
+    link = ["-fopenmp"]
     if use_cuda():
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
@@ -72,8 +75,9 @@ def extension():
             sources + rel("cuda/*.cu"),
             include_dirs=pip_cuda_includes(),
             extra_compile_args={"cxx": cxx + ["-DNACA_WITH_CUDA"], "nvcc": nvcc + ["-DNACA_WITH_CUDA"]},
+            extra_link_args=link,
         )
-    return CppExtension("torch_plugin._C", sources, extra_compile_args={"cxx": cxx})
+    return CppExtension("torch_plugin._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
 
 
 setup(

@@ -127,6 +127,19 @@ NACA_HD T trace_step(T trace_prev, T spike, T decay) {
   return decay * trace_prev + spike;
 }
 
+// STDP's two sums over time and batch, ltp = sum_t (m post_t)^T xpre_t and
+// ltd = sum_t (m ypost_t)^T pre_t, with the forward traces xpre_t = sum_{s<=t}
+// d_pre^{t-s} pre_s and ypost_t = F_t = sum_{s<=t} d_post^{t-s} post_s. Swapping
+// the order of the double sum, ltp = sum_s (m G_s)^T pre_s with G the backward
+// trace of the post spikes, G_s = post_s + d_pre G_{s+1}. Both sums are then
+// products with pre_t itself: no trace of the (usually wider) presynaptic side,
+// and where only a_plus ltp - a_minus ltd is needed (hard or no bounds) one GEMM
+// of stdp_factor(G_t, F_t) with pre_t gives it.
+template <typename T>
+NACA_HD T stdp_factor(T bwd, T fwd, T m, T a_plus, T a_minus) {
+  return m * (a_plus * bwd - a_minus * fwd);
+}
+
 // One Tsodyks-Markram short-term plasticity step (time in steps) for a spike s,
 // in this order, each update using the values just computed (the authors' code):
 // u += -u / tau_f + U s (1 - u); x += (1 - x) / tau_d - u x s; I += -I / tau_s + A u x s.

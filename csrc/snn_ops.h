@@ -8,6 +8,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+#include <limits>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -26,8 +28,11 @@ namespace naca {
   /* signal[b,h] * (1[V_t > th - lens] - s_{t-1}) for t in [t0, T), shape (T - t0, B, H) */   \
   at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes,                  \
                        const at::Tensor& signal, int64_t t0, double threshold, double lens);  \
-  /* exponential traces x_t = decay x_{t-1} + s_t of spikes (T, B, N) */                      \
-  at::Tensor spike_traces(const at::Tensor& spikes, double decay);                            \
+  /* STDP's post-side factors of post spikes (T, B, H), m (B, H) or undefined (= 1):       */ \
+  /* split = false: stdp_factor(G, F, m), (T, B, H); true: [m G, m F] rows, (T, B, 2H)      */ \
+  /* (G: backward trace, decay_pre; F: forward trace, decay_post; naca_math.h)            */ \
+  at::Tensor stdp_factors(const at::Tensor& post, const at::Tensor& mod, double decay_pre,    \
+                          double decay_post, double a_plus, double a_minus, bool split);      \
   /* weight <- stdp_weight(weight, ltp, ltd, ...), elementwise, in place */                   \
   void stdp_apply(at::Tensor& weight, const at::Tensor& ltp, const at::Tensor& ltd,           \
                   double a_plus, double a_minus, double lr, double w_min, double w_max,       \
@@ -65,13 +70,24 @@ inline void check_like(const at::Tensor& t, const char* op, const char* name,
 
 inline void bump(at::Tensor& t) { t.unsafeGetTensorImpl()->bump_version(); }
 
+// v as a Scalar of dtype `type` accepts it: beyond the dtype's finite range, +-inf.
+inline double as_dtype(double v, at::ScalarType type) {
+  double out = v;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, type, "naca_as_dtype", [&] {
+    const double hi = static_cast<double>(std::numeric_limits<scalar_t>::max());
+    if (std::isfinite(v) && std::abs(v) > hi) out = std::copysign(INFINITY, v);
+  });
+  return out;
+}
+
 }  // namespace snn_detail
 
 using LifScanFn = std::tuple<at::Tensor, at::Tensor> (*)(const at::Tensor&, const at::Tensor&,
                                                           const at::Tensor&, double, double, bool);
 using SnnDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                   int64_t, double, double);
-using TracesFn = at::Tensor (*)(const at::Tensor&, double);
+using StdpFactorsFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, double, double,
+                                     double, double, bool);
 using StdpApplyFn = void (*)(at::Tensor&, const at::Tensor&, const at::Tensor&, double, double,
                              double, double, double, Bound);
 using StpScanFn = at::Tensor (*)(const at::Tensor&, double, double, double, double, double);
@@ -191,10 +207,13 @@ inline Bound parse_bound(const std::string& name, const char* op) {
 }
 
 // STDP with traces: ltp = sum_{t,b} (m * post_t)^T pre_trace_t and
-// ltd = sum_{t,b} (m * post_trace_t)^T pre_t (two GEMMs over T * B rows), then
-// one elementwise kernel applies the bounds. m, the optional third factor, is a
-// scalar, a per-neuron (H) or a per-sample-and-neuron (B, H) modulator.
-template <TracesFn traces_fn, StdpApplyFn apply_fn>
+// ltd = sum_{t,b} (m * post_trace_t)^T pre_t, each rewritten as a product with
+// pre_t (naca_math.h, stdp_factor). Hard or no bounds: one GEMM of the combined
+// factor with pre, added to the weight in place, then the clamp. Soft bounds scale
+// ltp and ltd by different functions of w: both sums from one GEMM of the stacked
+// factors, then one elementwise kernel. m, the optional third factor, is a scalar,
+// a per-neuron (H) or a per-sample-and-neuron (B, H) modulator.
+template <StdpFactorsFn factors_fn, StdpApplyFn apply_fn>
 void stdp_update(at::Tensor weight, const at::Tensor& pre_spikes, const at::Tensor& post_spikes,
                  double tau_pre, double tau_post, double a_plus, double a_minus, double w_min,
                  double w_max, std::string bound, const std::optional<at::Tensor>& modulator,
@@ -244,18 +263,27 @@ void stdp_update(at::Tensor weight, const at::Tensor& pre_spikes, const at::Tens
 
   const auto pre = pre_spikes.contiguous();
   const auto post = post_spikes.contiguous();
-  const auto pre_tr = traces_fn(pre, std::exp(-dt / tau_pre));
-  const auto post_tr = traces_fn(post, std::exp(-dt / tau_post));
-  at::AutoDispatchBelowADInplaceOrView below_autograd;
-  at::Tensor post_m = post, post_tr_m = post_tr;
-  if (mod.defined()) {
-    post_m = post * mod;
-    post_tr_m = post_tr * mod;
-  }
+  const auto mod_bh = mod.defined() ? mod.expand({b, h}).contiguous() : at::Tensor();
+  const double decay_pre = std::exp(-dt / tau_pre), decay_post = std::exp(-dt / tau_post);
   const int64_t rows = t * b;
-  const auto ltp = at::mm(post_m.reshape({rows, h}).t(), pre_tr.view({rows, i}));
-  const auto ltd = at::mm(post_tr_m.reshape({rows, h}).t(), pre.view({rows, i}));
-  apply_fn(weight, ltp, ltd, a_plus, a_minus, lr, w_min, w_max, bnd);
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  if (bnd == Bound::Soft) {
+    const auto q = factors_fn(post, mod_bh, decay_pre, decay_post, a_plus, a_minus, true);
+    const auto sums = at::mm(q.view({rows, 2 * h}).t(), pre.view({rows, i}));  // [ltp; ltd]
+    apply_fn(weight, sums.narrow(0, 0, h), sums.narrow(0, h, h), a_plus, a_minus, lr, w_min,
+             w_max, bnd);
+  } else {
+    // lr goes into the factors, and the bounds are first rounded to the weight's dtype:
+    // a Scalar out of its range (an absurd lr or bound) would make addmm_ / clamp_ raise
+    // an unclear error where the kernels' casts give inf, as the soft path's kernel does.
+    const auto q = factors_fn(post, mod_bh, decay_pre, decay_post, lr * a_plus, lr * a_minus,
+                              false);
+    weight.addmm_(q.view({rows, h}).t(), pre.view({rows, i}));
+    if (bnd == Bound::Hard) {
+      weight.clamp_(snn_detail::as_dtype(w_min, weight.scalar_type()),
+                    snn_detail::as_dtype(w_max, weight.scalar_type()));
+    }
+  }
   snn_detail::bump(weight);
 }
 

@@ -1,8 +1,8 @@
-// CUDA: spike traces (one launch, a thread per (b, n) looping over T), the
-// bounded STDP weight step (elementwise), and the stdp_update_ op. Between
-// them, two GEMMs over T * B rows (snn_ops.h) do the sum over time and batch:
-// faster than a per-(h, i) loop over T and B, which would re-read the spike
-// trains H * I times.
+// CUDA: STDP's post-side factors (one launch, a thread per (b, h) looping over
+// T twice), the soft-bounded weight step (elementwise), and the stdp_update_ op.
+// A GEMM over T * B rows (snn_ops.h) does the sum over time and batch: faster
+// than a per-(h, i) loop over T and B, which would re-read the spike trains
+// H * I times.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
@@ -12,30 +12,61 @@
 
 namespace naca::cuda {
 
-template <typename scalar_t>
-__global__ void traces_kernel(const scalar_t* __restrict__ s, scalar_t* __restrict__ o,
-                              int64_t steps, int64_t n, at::opmath_type<scalar_t> decay) {
+// A thread per (b, h): the forward post trace F (decay_post) into its slot for
+// every t, then the backward trace G (decay_pre) from t = T - 1 down, which
+// finishes each t's factor(s) (naca_math.h, stdp_factor). Traces in the op-math
+// type; the F slot holds F in scalar_t between the two passes.
+template <typename scalar_t, bool kSplit>
+__global__ void stdp_factors_kernel(const scalar_t* __restrict__ s, const scalar_t* __restrict__ m,
+                                    scalar_t* __restrict__ o, int64_t steps, int64_t batch,
+                                    int64_t h, at::opmath_type<scalar_t> dp,
+                                    at::opmath_type<scalar_t> dq, at::opmath_type<scalar_t> ap,
+                                    at::opmath_type<scalar_t> am) {
   using acc_t = at::opmath_type<scalar_t>;
+  const int64_t n = batch * h, width = kSplit ? 2 * h : h, row = batch * width;
   NACA_GRID_STRIDE(j, n) {
-    acc_t x = 0;
+    const int64_t b = j / h, c = j - b * h;
+    scalar_t* g_slot = o + b * width + c;
+    scalar_t* f_slot = g_slot + (kSplit ? h : 0);
+    acc_t f = 0;
     for (int64_t t = 0; t < steps; ++t) {
-      x = trace_step(x, static_cast<acc_t>(s[t * n + j]), decay);
-      o[t * n + j] = static_cast<scalar_t>(x);
+      f = trace_step(f, static_cast<acc_t>(s[t * n + j]), dq);
+      f_slot[t * row] = static_cast<scalar_t>(f);
+    }
+    const acc_t mk = m ? static_cast<acc_t>(m[j]) : acc_t(1);
+    acc_t g = 0;
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      g = trace_step(g, static_cast<acc_t>(s[t * n + j]), dp);
+      const acc_t ft = static_cast<acc_t>(f_slot[t * row]);
+      if constexpr (kSplit) {
+        g_slot[t * row] = static_cast<scalar_t>(mk * g);
+        f_slot[t * row] = static_cast<scalar_t>(mk * ft);
+      } else {
+        f_slot[t * row] = static_cast<scalar_t>(stdp_factor(g, ft, mk, ap, am));
+      }
     }
   }
 }
 
-at::Tensor spike_traces(const at::Tensor& spikes, double decay) {
-  const c10::cuda::CUDAGuard guard(spikes.device());
-  auto out = at::empty_like(spikes);
-  const int64_t steps = spikes.size(0), n = spikes.size(1) * spikes.size(2);
+at::Tensor stdp_factors(const at::Tensor& post, const at::Tensor& mod, double decay_pre,
+                        double decay_post, double a_plus, double a_minus, bool split) {
+  const c10::cuda::CUDAGuard guard(post.device());
+  const int64_t steps = post.size(0), batch = post.size(1), h = post.size(2);
+  auto out = at::empty({steps, batch, split ? 2 * h : h}, post.options());
+  const int64_t n = batch * h;
   if (n == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, spikes.scalar_type(),
-                                  "naca_spike_traces_cuda", [&] {
-    traces_kernel<scalar_t><<<blocks_for(n), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        spikes.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), steps, n,
-        static_cast<at::opmath_type<scalar_t>>(decay));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, post.scalar_type(),
+                                  "naca_stdp_factors_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* m = mod.defined() ? mod.const_data_ptr<scalar_t>() : nullptr;
+    const auto launch = [&](auto kernel) {
+      kernel<<<blocks_for(n), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          post.const_data_ptr<scalar_t>(), m, out.mutable_data_ptr<scalar_t>(), steps, batch, h,
+          static_cast<acc_t>(decay_pre), static_cast<acc_t>(decay_post),
+          static_cast<acc_t>(a_plus), static_cast<acc_t>(a_minus));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    split ? launch(stdp_factors_kernel<scalar_t, true>) : launch(stdp_factors_kernel<scalar_t, false>);
   });
   return out;
 }
@@ -73,5 +104,5 @@ void stdp_apply(at::Tensor& weight, const at::Tensor& ltp, const at::Tensor& ltd
 }  // namespace naca::cuda
 
 TORCH_LIBRARY_IMPL(naca, CUDA, m) {
-  m.impl("stdp_update_", &naca::stdp_update<naca::cuda::spike_traces, naca::cuda::stdp_apply>);
+  m.impl("stdp_update_", &naca::stdp_update<naca::cuda::stdp_factors, naca::cuda::stdp_apply>);
 }

@@ -37,6 +37,24 @@ def test_stdp_matches_reference(device, dtype, seed, bound, mod):
     torch.testing.assert_close(wd.double().cpu(), expected, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("device,dtype", [(d, t) for d, t in DEVICE_DTYPES if t in (torch.float32, torch.float64)])
+@pytest.mark.parametrize("bound", ["hard", "soft"])
+def test_stdp_wide_layer_matches_reference(device, dtype, bound):
+    """Rows longer than a kernel block and a batch*width above one parallel task (CPU:
+    tasks start mid-row), with a per-sample modulator."""
+    g = torch.Generator().manual_seed(7)
+    t, b, i, h = 4, 5, 3, 7001
+    w = torch.rand(h, i, generator=g, dtype=torch.float64)
+    pre, post = spikes(g, t, b, i), spikes(g, t, b, h)
+    m = torch.randn(b, h, generator=g, dtype=torch.float64)
+    kw = dict(tau_pre=7.0, tau_post=3.0, a_plus=0.01, a_minus=0.012, w_min=0.0, w_max=1.0, bound=bound, lr=2.0)
+    expected = ref.stdp_update(w, pre, post, modulator=m, **kw)
+    wd = w.to(device, dtype)
+    ops.stdp_update_(wd, pre.to(device, dtype), post.to(device, dtype), modulator=m.to(device, dtype), **kw)
+    rtol, atol = tol(dtype)
+    torch.testing.assert_close(wd.double().cpu(), expected, rtol=rtol, atol=atol)
+
+
 def pair(dt_ms, w0=0.5, **kw):
     """One pre and one post spike dt_ms apart (post - pre), 1 ms steps."""
     t = 12

@@ -89,6 +89,32 @@ TEST(Stdp, HandWorkedPairAtMinusFiveMs) {
   EXPECT_NEAR(stdp_pair(-5), -0.012 * std::exp(-0.25), 1e-15);
 }
 
+// Pre spikes at t = 0 and 2, a post spike at t = 1, trace decay 0.5 (tau = 1 / ln 2):
+// ltp = post_1 * xpre_1 = 0.5, ltd = ypost_0 * pre_0 + ypost_2 * pre_2 = 0 + 0.5.
+// The op gets them as products of pre with the post side's backward trace
+// G = (0.5, 1, 0) and forward trace F = (0, 1, 0.5) (naca_math.h, stdp_factor).
+double stdp_triplet(const std::string& bound) {
+  auto pre = torch::tensor({1.0, 0.0, 1.0}, torch::kFloat64).view({3, 1, 1});
+  auto post = torch::tensor({0.0, 1.0, 0.0}, torch::kFloat64).view({3, 1, 1});
+  auto w = torch::full({1, 1}, 0.5, torch::kFloat64);
+  const double tau = 1.0 / std::log(2.0);
+  snn_op("naca::stdp_update_")
+      .typed<void(at::Tensor, const at::Tensor&, const at::Tensor&, double, double, double, double,
+                  double, double, std::string, const std::optional<at::Tensor>&, double, double)>()
+      .call(w, pre, post, tau, tau, 0.01, 0.012, 0.0, 1.0, bound, std::nullopt, 1.0, 1.0);
+  return w.item<double>() - 0.5;
+}
+
+TEST(Stdp, HandWorkedTripletBothBounds) {
+  // hard: 0.01 * 0.5 - 0.012 * 0.5; soft (w = 0.5): 0.01 * 0.5 * (1 - 0.5) - 0.012 * 0.5 * 0.5.
+  EXPECT_NEAR(stdp_triplet("hard"), -0.001, 1e-15);
+  EXPECT_NEAR(stdp_triplet("soft"), -0.0005, 1e-15);
+  // t = 0: G 0.5, F 0 -> 0.005 * pre_0; t = 2: G 0, F 0.5 -> -0.006 * pre_2; sum -0.001.
+  EXPECT_DOUBLE_EQ(naca::stdp_factor(0.5, 0.0, 1.0, 0.01, 0.012) + naca::stdp_factor(0.0, 0.5, 1.0, 0.01, 0.012),
+                   0.005 - 0.006);
+  EXPECT_DOUBLE_EQ(naca::stdp_factor(1.0, 1.0, -2.0, 0.01, 0.012), -2.0 * (0.01 - 0.012));
+}
+
 TEST(Stdp, SoftBoundScalesByDistanceToTheBound) {
   EXPECT_DOUBLE_EQ(naca::stdp_weight(0.9, 1.0, 0.0, 0.01, 0.012, 1.0, 0.0, 1.0, naca::Bound::Soft),
                    0.9 + 0.01 * (1.0 - 0.9));
