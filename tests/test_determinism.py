@@ -84,3 +84,37 @@ def test_ops_deterministic_mode_cuda():
     env["PYTHONPATH"] = os.pathsep.join([here, root, env.get("PYTHONPATH", "")])
     r = subprocess.run([sys.executable, "-c", code], env=env, cwd=here, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
+
+
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="needs at least 2 intra-op threads")
+def test_cpu_loops_give_the_same_bits_for_any_thread_count():
+    """The CPU kernels' loops split over threads (at::parallel_for) with each thread
+    writing its own elements: 1 and 2 threads give the same bits. Sizes are above one
+    parallel task and not a multiple of a vector, so the splits and remainders differ."""
+    from torch_plugin import ops
+    g = torch.Generator().manual_seed(0)
+    n = 3 * 32768 + 13
+    level = torch.rand(n, generator=g)
+    labels = torch.randint(0, 10, (67,), generator=g)
+    ni = torch.rand(20, 1501, generator=g)
+    current = 0.8 * torch.rand(3, 41, 1601, generator=g)
+    spikes = (torch.rand(3, 41, 1601, generator=g) < 0.3).float()
+    state, drive = torch.rand(41, 1601, generator=g), torch.rand(41, 1601, generator=g)
+    calls = {
+        "modulation": lambda: ops.modulation(level),
+        "neuromodulator": lambda: ops.neuromodulator(labels, ni),
+        "lif_forward": lambda: ops.lif_forward(current, 0.2, 0.5),
+        "stp_forward": lambda: ops.stp_forward(spikes),
+        "homeostatic_relax": lambda: ops.homeostatic_relax(state, drive, 0.5, 7),
+    }
+    threads = torch.get_num_threads()
+    try:
+        for name, call in calls.items():
+            torch.set_num_threads(1)
+            one = call()
+            torch.set_num_threads(2)
+            two = call()
+            for a, b in zip(one if isinstance(one, tuple) else [one], two if isinstance(two, tuple) else [two]):
+                assert torch.equal(a, b), name
+    finally:
+        torch.set_num_threads(threads)
