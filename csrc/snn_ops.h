@@ -273,12 +273,15 @@ void stdp_update(at::Tensor weight, const at::Tensor& pre_spikes, const at::Tens
     apply_fn(weight, sums.narrow(0, 0, h), sums.narrow(0, h, h), a_plus, a_minus, lr, w_min,
              w_max, bnd);
   } else {
-    // lr goes into the factors, and the bounds are first rounded to the weight's dtype:
-    // a Scalar out of its range (an absurd lr or bound) would make addmm_ / clamp_ raise
-    // an unclear error where the kernels' casts give inf, as the soft path's kernel does.
-    const auto q = factors_fn(post, mod_bh, decay_pre, decay_post, lr * a_plus, lr * a_minus,
-                              false);
-    weight.addmm_(q.view({rows, h}).t(), pre.view({rows, i}));
+    // lr is the GEMM's alpha, not folded into the factors: lr * a_plus * G can be far
+    // below half precision's normal range. lr and the bounds are first rounded to the
+    // types addmm_ / clamp_ convert them to: a Scalar out of range (an absurd lr or
+    // bound) would raise an unclear error where the kernels' casts give inf, as the
+    // soft path's kernel does.
+    const auto q = factors_fn(post, mod_bh, decay_pre, decay_post, a_plus, a_minus, false);
+    const auto opmath = weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    weight.addmm_(q.view({rows, h}).t(), pre.view({rows, i}), /*beta=*/1,
+                  /*alpha=*/snn_detail::as_dtype(lr, opmath));
     if (bnd == Bound::Hard) {
       weight.clamp_(snn_detail::as_dtype(w_min, weight.scalar_type()),
                     snn_detail::as_dtype(w_max, weight.scalar_type()));

@@ -7,7 +7,7 @@ import torch
 
 from torch_plugin import ops, reference as ref
 
-from conftest import DEVICE_DTYPES, DEVICES, tol
+from conftest import CUDA, DEVICE_DTYPES, DEVICES, tol
 
 
 def spikes(g, t, b, n, p=0.3):
@@ -53,6 +53,23 @@ def test_stdp_wide_layer_matches_reference(device, dtype, bound):
     ops.stdp_update_(wd, pre.to(device, dtype), post.to(device, dtype), modulator=m.to(device, dtype), **kw)
     rtol, atol = tol(dtype)
     torch.testing.assert_close(wd.double().cpu(), expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.skipif(not CUDA, reason="float16 stdp_update_ runs on CUDA only")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_stdp_cuda_half_small_lr_keeps_precision(dtype):
+    """lr scales the GEMM, not the float16 factors: lr * a_plus * trace would be a
+    subnormal half (~1e-7 here) and lose most of its bits before the sum."""
+    g = torch.Generator().manual_seed(3)
+    t, b, i, h = 20, 64, 7, 9
+    pre, post = spikes(g, t, b, i), spikes(g, t, b, h)
+    w = torch.zeros(h, i, dtype=torch.float64)
+    kw = dict(tau_pre=20.0, tau_post=20.0, a_plus=0.01, a_minus=0.012, bound="none", lr=1e-5)
+    expected = ref.stdp_update(w, pre, post, **kw)
+    wd = w.to("cuda", dtype)
+    ops.stdp_update_(wd, pre.to("cuda", dtype), post.to("cuda", dtype), **kw)
+    rtol = 1e-2 if dtype == torch.float16 else 3e-2
+    torch.testing.assert_close(wd.double().cpu(), expected, rtol=rtol, atol=1e-8)
 
 
 def pair(dt_ms, w0=0.5, **kw):
