@@ -89,7 +89,7 @@ void stdp_apply(at::Tensor& weight, const at::Tensor& ltp, const at::Tensor& ltd
     const auto ap = static_cast<scalar_t>(a_plus), am = static_cast<scalar_t>(a_minus);
     const auto l = static_cast<scalar_t>(lr);
     const auto lo = static_cast<scalar_t>(w_min), hi = static_cast<scalar_t>(w_max);
-    at::parallel_for(0, weight.numel(), 4096, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, weight.numel(), kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k) w[k] = stdp_weight(w[k], pp[k], dd[k], ap, am, l, lo, hi, bound);
     });
   });
