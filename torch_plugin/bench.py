@@ -333,6 +333,25 @@ def bench_ops(device, timer, quick, bounds) -> list:
                 base["reference"] = timer(_f32(lambda: ref.plasticity_update(w, bias, x, z, sig, "tanh", lr)))
             add("plasticity_update_", shape, dtype, t_op, base, base_bytes + es * b * h, flops)
 
+            # The output layer's own-error rule on this layer's output: weight (N, H), pre (B, H).
+            w_o = (0.01 * torch.randn(n_cls, h, generator=g)).to(device, dtype)
+            b_o = torch.zeros(n_cls, device=device, dtype=dtype)
+            logits = torch.randn(b, n_cls, generator=g).to(device, dtype)
+            pre_o = torch.tanh(z)
+
+            def eager_output():
+                s = torch.sigmoid(logits)
+                d = (s - torch.nn.functional.one_hot(y, n_cls).to(dtype)) * s * (1 - s)
+                w_o.addmm_(d.t(), pre_o, alpha=-lr)
+                b_o.sub_(lr * d.sum(0))
+
+            t_op = timer(lambda: ops.naca_output_update_(w_o, b_o, pre_o, logits, y, lr))
+            base = {"eager": timer(eager_output)}
+            if dtype == torch.float32:
+                base["reference"] = timer(_f32(lambda: ref.naca_output_update(w_o, b_o, pre_o, logits, y, lr)))
+            add("naca_output_update_", f"B={b} H={h} N={n_cls}", dtype, t_op, base,
+                es * (2 * n_cls * h + 2 * n_cls + b * h + b * n_cls) + 8 * b, 2 * b * n_cls * h)
+
         if dtype != torch.float32:
             continue
         for b, cin, cout, hw in cases["conv"]:
@@ -358,6 +377,21 @@ def bench_ops(device, timer, quick, bounds) -> list:
             flops = 2 * b * cout * hw * hw * cin * 9
             nbytes = 4 * (2 * w.numel() + inp.numel() + z.numel() + ni.numel() + 2 * cout)
             add("naca_conv_update_", f"B={b} {cin}->{cout} {hw}x{hw} k3", dtype, t_op, base, nbytes, flops)
+
+            sig = torch.randn(b, cout, hw, hw, generator=g).to(device)
+
+            def eager_conv_plast():
+                d = sig * eager_act_grad(z, "tanh")
+                _, dw, db = torch.ops.aten.convolution_backward(
+                    d, inp, w, [cout], (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (False, True, True))
+                w.sub_(dw, alpha=lr)
+                bias.sub_(db, alpha=lr)
+
+            t_op = timer(lambda: ops.conv_plasticity_update_(w, bias, inp, z, sig, *geo, "tanh", lr))
+            base = {"eager": timer(eager_conv_plast),
+                    "reference": timer(_f32(lambda: ref.conv_plasticity_update(w, bias, inp, z, sig, *geo, "tanh", lr)))}
+            nbytes = 4 * (2 * w.numel() + inp.numel() + 2 * z.numel() + 2 * cout)
+            add("conv_plasticity_update_", f"B={b} {cin}->{cout} {hw}x{hw} k3", dtype, t_op, base, nbytes, flops)
 
         for n in cases["elementwise"]:
             g = torch.Generator().manual_seed(n)

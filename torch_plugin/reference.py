@@ -90,12 +90,13 @@ def naca_output_update(weight, bias, pre, logits, labels, lr, sigmoid_grad=True)
     """New (weight, bias) of the output layer's own-error rule: e = sigmoid(z) - onehot(y),
     delta = e * sigmoid'(z) (sigmoid_grad) or e, W - lr * sum_b outer(delta_b, x_b)."""
     onehot = torch.nn.functional.one_hot(labels, logits.shape[1]).to(logits.dtype)
-    z = logits.detach().requires_grad_(True)
-    s = torch.sigmoid(z)
-    if sigmoid_grad:  # e * sigmoid'(z), the derivative through autograd
-        (delta,) = torch.autograd.grad(s, z, grad_outputs=(s - onehot).detach())
-    else:
-        delta = (s - onehot).detach()
+    with torch.enable_grad():  # also under no_grad (the benchmark times it that way)
+        z = logits.detach().requires_grad_(True)
+        s = torch.sigmoid(z)
+        if sigmoid_grad:  # e * sigmoid'(z), the derivative through autograd
+            (delta,) = torch.autograd.grad(s, z, grad_outputs=(s - onehot).detach())
+        else:
+            delta = (s - onehot).detach()
     new_b = None if bias is None else bias - lr * delta.sum(0)
     return weight - lr * torch.einsum("bn,bi->ni", delta, pre), new_b
 
