@@ -62,10 +62,12 @@ def pip_cuda_includes():
 def extension():
     rel = lambda pattern: sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
     sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
-    # -fopenmp: at::parallel_for is inline (ATen/ParallelOpenMP.h), so without it
-    # every CPU kernel's loop runs on one thread, whatever torch.get_num_threads().
-    cxx = ["-O3", "-fdiagnostics-color=always", "-fopenmp"]
-    link = ["-fopenmp"]
+    # -fopenmp where ATen's parallel backend is OpenMP (Linux wheels): at::parallel_for
+    # is then inline OpenMP (ATen/ParallelOpenMP.h), and without the flag every CPU
+    # kernel's loop runs on one thread, whatever torch.get_num_threads() says.
+    openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    cxx = ["-O3", "-fdiagnostics-color=always"] + (["-fopenmp"] if openmp else [])
+    link = ["-fopenmp"] if openmp else []
     if use_cuda():
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
