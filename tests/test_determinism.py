@@ -118,3 +118,14 @@ def test_cpu_loops_give_the_same_bits_for_any_thread_count():
                 assert torch.equal(a, b), name
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif("parallel backend: OpenMP" not in torch.__config__.parallel_info(),
+                    reason="ATen's parallel backend is not OpenMP here")
+def test_cpu_loops_are_built_with_openmp():
+    """at::parallel_for is inline OpenMP with this torch: an extension compiled without
+    -fopenmp has no GOMP_parallel call and runs every CPU loop on one thread (as it did
+    before session 4, unnoticed, since one thread gives the same results)."""
+    import torch_plugin._C as ext
+    with open(ext.__file__, "rb") as f:
+        assert b"GOMP_parallel" in f.read()
