@@ -22,7 +22,7 @@ namespace naca {
   /* [0, N) are zero */                                                                    \
   at::Tensor output_delta(const at::Tensor& logits, const at::Tensor& labels,              \
                           bool sigmoid_grad);                                              \
-  /* (ni[k_y] + ni[k_y + 1]) / 2, shape (B, F); 0 for a label outside [0, N) */                                          \
+  /* (ni[k_y] + ni[k_y + 1]) / 2, shape (B, F); 0 for a label outside [0, N) */            \
   at::Tensor neuromodulator(const at::Tensor& labels, const at::Tensor& ni,                \
                             const at::Tensor& slots);                                      \
   /* f(level), elementwise */                                                              \
