@@ -8,6 +8,10 @@ after the last task, forgetting and backward transfer.
 
 For the full study with plots and several seeds use the command this wraps:
     python -m torch_plugin.compare --scenario class-incremental --seeds 0,1,2 --out results
+and, for the authors' protocol with the input gate (applied to both methods),
+    python -m torch_plugin.compare --scenario class-incremental --tasks-classes 1 --methods bp,naca --gate \
+        --activation sigmoid --batch-size 256 --out results_gate
+(examples/results/README.md, section 2: the gate, not NACA, is what keeps old classes).
 """
 from __future__ import annotations
 
@@ -35,8 +39,8 @@ def main(argv=None):
     tasks = data.class_incremental_tasks(ds.num_classes, 2)
     for name in ("NACA", "BP"):
         torch.manual_seed(args.seed)
-        # sigmoid_grad=False: the output delta of the authors' class-incremental code
-        model = models.mlp(ds.in_features, [args.hidden], ds.num_classes, seed=args.seed, sigmoid_grad=False)
+        # NACA's output delta (sigmoid(z) - onehot(y)) * sigmoid'(z), as the authors' codes
+        model = models.mlp(ds.in_features, [args.hidden], ds.num_classes, seed=args.seed)
         if name == "NACA":
             step = learn.NACA(model, lr=2.0 / ds.in_features).step
         else:

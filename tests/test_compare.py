@@ -238,10 +238,21 @@ def test_compare_class_incremental_digits(tmp_path):
 
 
 def test_compare_gate_sbp_and_snn(tmp_path):
-    compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "1", "--methods", "naca", "--gate",
-                  "--scenario", "class-incremental", "--quiet", "--no-plots", "--out", str(tmp_path / "g")])
-    r = json.loads((tmp_path / "g" / "results.json").read_text())["runs"][0]
-    assert r["gate"] and _finite_in(r["class_incremental"]["mean_acc_after_last"], 0, 1)
+    compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "1", "--methods", "naca,bp,sbp", "--gate",
+                  "--scenario", "class-incremental", "--quiet", "--out", str(tmp_path / "g")])
+    res = json.loads((tmp_path / "g" / "results.json").read_text())
+    for r in res["runs"]:
+        gated = r["method"] != "sbp"  # the gate is applied to naca and bp runs only
+        assert r["gate"] == gated and (r["gate_delta_raw"] > 0 if gated else r["gate_delta_raw"] is None)
+        assert _finite_in(r["class_incremental"]["mean_acc_after_last"], 0, 1)
+        if gated:
+            leak = r["gate_by_class_eval"]
+            assert _finite_in(leak["mean_acc_after_last"], 0, 1) and _finite_in(leak["forgetting"], -1, 1)
+            assert len(leak["acc_matrix"]) == len(r["class_incremental"]["acc_matrix"])
+    assert "acc_matrix_class_sorted.png" in res["files"]["plots"]
+    assert (tmp_path / "g" / "acc_matrix_class_sorted.png").stat().st_size > 1000
+    table = (tmp_path / "g" / "results.md").read_text()
+    assert "forgetting, class-sorted (%)" in table and "| sbp |" in table
     compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "1", "--methods", "sbp", "--quiet",
                   "--no-plots", "--out", str(tmp_path / "s")])
     r = json.loads((tmp_path / "s" / "results.json").read_text())["runs"][0]
@@ -270,3 +281,46 @@ def test_compare_bad_flags(tmp_path):
         compare.main(["--lr", "naca", "--dataset", "digits", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         compare.main(["--stp", "--dataset", "digits", "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("method", ["bp", "naca"])
+def test_gate_delta_in_std_units_gates_bp_and_naca(method):
+    """--gate-delta is in standard deviations of the training inputs (the authors' inputs are
+    standardized), and the gate closes the same hidden units for BP and NACA: a closed unit's
+    weights and bias do not move, open units learn."""
+    args = compare.parse_args(["--dataset", "digits", "--hidden", "32", "--methods", method, "--gate",
+                               "--gate-delta", "0.5", "--scenario", "class-incremental", "--quiet"])
+    ds = data.load_dataset("digits")
+    raw = compare.gate_delta_raw(args, ds)
+    assert raw == pytest.approx(0.5 * ds.x_train.float().std().item(), rel=1e-6)
+    torch.manual_seed(0)
+    model, _ = compare.build_model(args, method, ds, 0)
+    assert model[-1].sigmoid_grad  # auto: sigmoid' on, as the authors' codes (class-CL included)
+    step, _ = compare.make_step(args, method, model, compare.resolve_lr(args, method, ds), raw)
+    hidden = model[1]
+    w0, b0 = hidden.weight.detach().clone(), hidden.bias.detach().clone()
+    xb, yb = ds.x_train[:64], ds.y_train[:64]
+    # the mask, computed here: nearest resampling of the 64 input means onto 32 units is m[2 j]
+    m = xb.flatten(1).float().mean(0)[torch.arange(32) * 2]
+    mask = torch.sigmoid(1000.0 * (m - (m.max() - raw)))
+    closed, opened = mask < 1e-20, mask > 0.99
+    assert closed.any() and opened.any()
+    out = step(xb, yb)
+    assert torch.isfinite(out).all()
+    assert torch.equal(hidden.weight[closed], w0[closed]) and torch.equal(hidden.bias[closed], b0[closed])
+    moved = (hidden.weight[opened] != w0[opened]).any(1)
+    assert moved.float().mean() > 0.5
+    # without the gate every unit may move
+    args2 = compare.parse_args(["--dataset", "digits", "--hidden", "32", "--methods", method,
+                                "--scenario", "class-incremental", "--quiet"])
+    torch.manual_seed(0)
+    model2, _ = compare.build_model(args2, method, ds, 0)
+    step2, _ = compare.make_step(args2, method, model2, compare.resolve_lr(args2, method, ds))
+    w2 = model2[1].weight.detach().clone()
+    step2(xb, yb)
+    assert (model2[1].weight[closed] != w2[closed]).any()
+
+
+def test_gate_delta_rejects_negative():
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--dataset", "digits", "--gate", "--gate-delta", "-0.1"])
