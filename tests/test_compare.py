@@ -259,10 +259,12 @@ def test_compare_gate_sbp_and_snn(tmp_path):
     assert _finite_in(r["final_test_acc"], 0, 1) and r["optimizer"] == "sbp"
     compare.main(["--dataset", "digits", "--model", "snn", "--hidden", "16", "--T", "4", "--epochs", "1",
                   "--train-subset", "200", "--test-subset", "100", "--methods", "naca,sbp,bp-surrogate",
-                  "--quiet", "--no-plots", "--out", str(tmp_path / "n")])
+                  "--gate", "--quiet", "--no-plots", "--out", str(tmp_path / "n")])
     runs = json.loads((tmp_path / "n" / "results.json").read_text())["runs"]
     assert [r["method"] for r in runs] == ["naca", "sbp", "bp-surrogate"]
     assert all(_finite_in(r["final_test_acc"], 0, 1) for r in runs)
+    assert [r["gate"] for r in runs] == [True, False, True]
+    assert all(_finite_in(r["gate_by_class_eval"]["test_acc"], 0, 1) for r in runs if r["gate"])
     compare.main(["--dataset", "digits", "--model", "snn", "--hidden", "16", "--T", "4", "--epochs", "1",
                   "--train-subset", "200", "--test-subset", "100", "--methods", "sbp", "--stp",
                   "--sbp-rule", "symmetric", "--sbp-relax-steps", "5", "--quiet", "--no-plots",
@@ -324,3 +326,42 @@ def test_gate_delta_in_std_units_gates_bp_and_naca(method):
 def test_gate_delta_rejects_negative():
     with pytest.raises(SystemExit):
         compare.parse_args(["--dataset", "digits", "--gate", "--gate-delta", "-0.1"])
+
+
+@pytest.mark.parametrize("method", ["naca", "bp-surrogate"])
+def test_gate_on_spiking_hidden_layer(method):
+    """--model snn --gate: the mask comes from the hidden layer's input rates (mean of the
+    input spikes over time and batch), multiplies the hidden spikes of every step, and closed
+    units learn nothing, for NACA and for surrogate-gradient BPTT alike."""
+    from torch_plugin.nn import NACASpikingLinear
+
+    args = compare.parse_args(["--dataset", "digits", "--model", "snn", "--hidden", "32", "--T", "4",
+                               "--methods", method, "--gate", "--gate-delta", "0.5",
+                               "--scenario", "class-incremental", "--quiet"])
+    ds = data.load_dataset("digits")
+    raw = compare.gate_delta_raw(args, ds)
+    torch.manual_seed(0)
+    model, _ = compare.build_model(args, method, ds, 0)
+    step, _ = compare.make_step(args, method, model, compare.resolve_lr(args, method, ds), raw)
+    hidden = next(m for m in model.modules() if isinstance(m, NACASpikingLinear) and not m.is_output)
+    seen = {}
+    hidden.register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0].detach(), out=out.detach()))
+    w0 = hidden.weight.detach().clone()
+    xb, yb = ds.x_train[:64], ds.y_train[:64]
+    step(xb, yb)
+    x = seen["x"]                                      # (T, B, 64) input spikes of this step
+    m = x.mean((0, 1))[torch.arange(32) * 2]           # nearest resampling of 64 inputs onto 32 units
+    mask = torch.sigmoid(1000.0 * (m - (m.max() - raw)))
+    closed, opened = mask < 1e-20, mask > 0.99
+    assert closed.any() and opened.any()
+    assert seen["out"][..., closed].abs().max() < 1e-20  # hooks run in order: the gate's came first
+    assert seen["out"][..., opened].any()
+    assert torch.equal(hidden.weight[closed], w0[closed])
+    assert (hidden.weight[opened] != w0[opened]).any()
+
+
+def test_gate_rejects_conv_and_stp():
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--dataset", "digits", "--model", "conv", "--gate"])
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--dataset", "digits", "--model", "snn", "--stp", "--gate"])

@@ -29,6 +29,7 @@ from . import data as tpdata
 from . import metrics as M
 
 METHODS = ("bp", "naca", "sbp", "bp-surrogate")
+GATED_METHODS = ("naca", "bp", "bp-surrogate")  # --gate: the runs that get the input gate (not sbp)
 MODELS = ("mlp", "conv", "snn")
 
 # Default learning rates, measured on digits and a Fashion-MNIST subset (examples/results/README.md).
@@ -69,7 +70,7 @@ RUN_SCHEMA = {
     "samples_per_s": "float, training samples per second",
     "peak_memory": "{cpu_rss_bytes: int, cuda_bytes: int|null}",
     "weight_change": "metrics.weight_change_stats of the last hidden layer's weight over all training, plus 'layer'",
-    "gate": "bool, the input gate on (naca and bp runs with --gate)",
+    "gate": "bool, the input gate on (naca, bp and bp-surrogate runs with --gate)",
     "gate_delta_raw": "null, or the gate's delta in the data's raw units (--gate-delta times the std of x_train)",
     "gate_by_class_eval": "null, or (with --gate) the same model evaluated "
     "on class-sorted test batches of --gate-eval-batch-size (the authors' protocol; leaks the class through the "
@@ -136,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--model snn: short-term plasticity (STPSynapse) on the input synapses")
     p.add_argument("--gate", action="store_true",
                    help="NACA's input-derived gate (ALGORITHMS.md 1.4, class-CL code) on the hidden layers of the "
-                        "naca and bp runs (sbp: not applied); off by default because at test time it sees the test "
-                        "batch's mean input, which can leak the class")
+                        "naca, bp and bp-surrogate runs (sbp: not applied; --model mlp or snn); off by default "
+                        "because at test time it sees the test batch's mean input, which can leak the class")
     p.add_argument("--gate-delta", type=float, default=0.2,
                    help="the gate's delta in standard deviations of the training inputs: the authors' inputs are "
                         "standardized (MNIST: Normalize(0.1307, 0.3081)), so their 0.2 is 0.2 std; the raw value "
@@ -198,8 +199,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--lr: unknown method {k!r}")
         lrs[k] = float(v)
     a.lr_given = lrs
-    if a.gate and a.model != "mlp":
-        p.error("--gate is implemented for --model mlp")
+    if a.gate and (a.model == "conv" or a.stp):
+        p.error("--gate is implemented for --model mlp and snn (without --stp)")
     if a.gate and a.gate_delta < 0:
         p.error("--gate-delta must be >= 0")
     if a.stp and a.model != "snn":
@@ -261,18 +262,20 @@ def resolve_lr(args, method: str, ds: tpdata.Dataset) -> float:
 
 
 class InputGate:
-    """ALGORITHMS.md 1.4's gate on a NACALinear: m = batch mean of the layer input,
-    resampled to H entries; mask_j = sigmoid(1000 (m_j - (max m - delta))). It multiplies
-    the layer's output (activity) and, through ``scale_grads``, its update (plasticity)."""
+    """ALGORITHMS.md 1.4's gate on a hidden NACALinear or NACASpikingLinear: m = batch mean
+    of the layer input (spiking: over time steps and batch, i.e. the input rates, which the
+    Bernoulli code makes the pixel means), resampled to H entries (nearest);
+    mask_j = sigmoid(1000 (m_j - (max m - delta))). It multiplies the layer's output (activity:
+    h, or the spikes of every step) and, through ``scale_grads``, its update (plasticity)."""
 
     def __init__(self, layer: nn.Module, delta: float):
         self.layer, self.delta, self.mask = layer, float(delta), None
         self.handle = layer.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):
-        x = inputs[0].detach().flatten(1)
-        m = x.mean(0).view(1, 1, -1)
-        m = F.interpolate(m, size=output.shape[1], mode="nearest").view(-1)
+        x = inputs[0].detach()
+        m = x.reshape(-1, x.shape[-1]).mean(0).view(1, 1, -1)  # (B, I) or spiking (T, B, I)
+        m = F.interpolate(m, size=output.shape[-1], mode="nearest").view(-1)
         self.mask = torch.sigmoid(1000.0 * (m - (m.max() - self.delta)))
         return output * self.mask
 
@@ -295,12 +298,13 @@ def gate_delta_raw(args, ds: tpdata.Dataset) -> float:
 def make_step(args, method: str, model: nn.Module, lr: float,
               gate_delta: Optional[float] = None) -> tuple[Callable[[Tensor, Tensor], Tensor], str]:
     """A function step(x, y) -> logits that trains on one batch, and the optimizer's name.
-    gate_delta (raw units): put the input gate on the hidden NACALinear layers (naca, bp)."""
-    from .nn import NACALinear
+    gate_delta (raw units): put the input gate on the hidden layers (naca, bp, bp-surrogate)."""
+    from .nn import NACALinear, NACASpikingLinear
 
     gates = []
-    if gate_delta is not None and method in ("naca", "bp"):
-        gates = [InputGate(m, gate_delta) for m in model.modules() if isinstance(m, NACALinear)]
+    if gate_delta is not None and method in GATED_METHODS:
+        gates = [InputGate(m, gate_delta) for m in model.modules()
+                 if isinstance(m, NACALinear) or (isinstance(m, NACASpikingLinear) and not m.is_output)]
     if method == "naca":
         from .learn import NACA
 
@@ -382,7 +386,7 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     model, desc = build_model(args, method, ds, seed)
     model.to(device)
     lr = resolve_lr(args, method, ds)
-    gate = bool(args.gate and method in ("naca", "bp"))
+    gate = bool(args.gate and method in GATED_METHODS)
     delta_raw = gate_delta_raw(args, ds) if gate else None
     step, opt_name = make_step(args, method, model, lr, delta_raw)
     layer_name, w_hidden = last_hidden_weight(model)
