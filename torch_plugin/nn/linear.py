@@ -60,8 +60,9 @@ class NACAOutput(Recording, nn.Linear):
 
     The NACA learner trains it from its own error e = sigmoid(z) - onehot(y)
     (MSE on sigmoid outputs): with ``sigmoid_grad=True`` the delta is
-    e * sigmoid'(z) (the classification code), with False it is e alone (the
-    class-incremental code). Prediction is ``z.argmax(1)``; for backprop the
+    e * sigmoid'(z) (the authors' classification and class-incremental codes, which
+    backpropagate the MSE error through the output sigmoid), with False it is e
+    alone (ALGORITHMS.md 1.4's reading of the class-incremental code). Prediction is ``z.argmax(1)``; for backprop the
     logits go to any loss (cross-entropy by default in the comparisons).
     Shapes: input (B, in_features) -> logits (B, num_classes).
     """
