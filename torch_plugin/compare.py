@@ -266,7 +266,9 @@ class InputGate:
     of the layer input (spiking: over time steps and batch, i.e. the input rates, which the
     Bernoulli code makes the pixel means), resampled to H entries (nearest);
     mask_j = sigmoid(1000 (m_j - (max m - delta))). It multiplies the layer's output (activity:
-    h, or the spikes of every step) and, through ``scale_grads``, its update (plasticity)."""
+    h, or the spikes of every step) and, through ``scale_grads``, its update (plasticity).
+    (The authors' SNN code takes m from the network's input image for every hidden layer: the
+    same thing for one hidden layer, the papers' class-incremental networks.)"""
 
     def __init__(self, layer: nn.Module, delta: float):
         self.layer, self.delta, self.mask = layer, float(delta), None
