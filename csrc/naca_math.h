@@ -121,6 +121,30 @@ NACA_HD T snn_eligibility(T v, T s_prev, T threshold, T lens) {
   return (v > threshold - lens ? T(1) : T(0)) - s_prev;
 }
 
+// The membrane chain of the authors' class-incremental SNN code, which sends a
+// gradient G into the last step's spikes and lets autograd carry it back
+// through the membrane recurrence, with e_t as the spike's pseudo-derivative
+// ds_t/dV_t. g_t = dL/dV_t: g_{T-1} = G e_{T-1}, g_{t-1} = g_t * lif_chain(...):
+// dV_t/dV_{t-1} through both the decay and the reset by s_{t-1}.
+template <typename T>
+NACA_HD T lif_chain(T v_prev, T s_prev, T e_prev, T decay, T threshold, bool soft_reset) {
+  return soft_reset ? decay * (T(1) - threshold * e_prev)
+                    : decay * ((T(1) - s_prev) - v_prev * e_prev);
+}
+
+// The current I_t that drove V_t, recovered from the voltages (no need to keep it):
+// I_t = V_t - lif_voltage(V_{t-1}, s_{t-1}, 0).
+template <typename T>
+NACA_HD T lif_current(T v, T v_prev, T s_prev, T decay, T threshold, bool soft_reset) {
+  return v - lif_voltage(v_prev, s_prev, T(0), decay, threshold, soft_reset);
+}
+
+// dI/da for the input current I = a (linear) or I = sigmoid(a), from I itself.
+template <typename T>
+NACA_HD T current_grad(T current, bool sigmoid_current) {
+  return sigmoid_current ? current * (T(1) - current) : T(1);
+}
+
 // An exponential spike trace: x_t = decay * x_{t-1} + s_t (decay = exp(-dt / tau)).
 template <typename T>
 NACA_HD T trace_step(T trace_prev, T spike, T decay) {

@@ -51,6 +51,14 @@ TORCH_LIBRARY(naca, m) {
       "naca_snn_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor pre_spikes, Tensor voltages, "
       "Tensor spikes, Tensor signal, float threshold=0.5, float lens=0.5, float lr=1e-3, "
       "bool all_steps=True) -> ()");
+  // The authors' class-incremental SNN rule: signal = dL/ds at the last step T-1, carried back
+  // through the membrane (e_t as ds_t/dV_t, the reset by s_{t-1} included) to every step;
+  // weight -= lr * sum_{t,b} (g_t * dI_t/da_t)^T pre_t with current I = a ('linear') or
+  // sigmoid(a) ('sigmoid'), I_t recovered from the voltages (lif_forward from V = s = 0).
+  m.def(
+      "naca_snn_chain_update_(Tensor(a!) weight, Tensor(b!)? bias, Tensor pre_spikes, "
+      "Tensor voltages, Tensor spikes, Tensor signal, float decay=0.2, float threshold=0.5, "
+      "float lens=0.5, str reset=\"hard\", str current=\"linear\", float lr=1e-3) -> ()");
   // Pair-based STDP with exponential traces and an optional third factor (scalar, (H) or (B, H)).
   m.def(
       "stdp_update_(Tensor(a!) weight, Tensor pre_spikes, Tensor post_spikes, float tau_pre=20., "

@@ -1,4 +1,4 @@
-// The spiking-network ops (lif_forward, naca_snn_update_, stdp_update_,
+// The spiking-network ops (lif_forward, naca_snn_update_, naca_snn_chain_update_, stdp_update_,
 // stp_forward, homeostatic_relax), written once as templates over a backend's
 // sequence kernels, like update_ops.h: validate everything first, run the
 // backend's fused kernel (one launch that loops over T, or over the relaxation
@@ -28,6 +28,11 @@ namespace naca {
   /* signal[b,h] * (1[V_t > th - lens] - s_{t-1}) for t in [t0, T), shape (T - t0, B, H) */   \
   at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes,                  \
                        const at::Tensor& signal, int64_t t0, double threshold, double lens);  \
+  /* g_t * dI_t/da_t, (T, B, H): signal carried back from the last step's spikes through */   \
+  /* the membrane (lif_chain, lif_current, current_grad in naca_math.h) */                    \
+  at::Tensor snn_chain_delta(const at::Tensor& voltages, const at::Tensor& spikes,            \
+                             const at::Tensor& signal, double decay, double threshold,        \
+                             double lens, bool soft_reset, bool sigmoid_current);             \
   /* STDP's post-side factors of post spikes (T, B, H), m (B, H) or undefined (= 1):       */ \
   /* split = false: stdp_factor(G, F, m), (T, B, H); true: [m G, m F] rows, (T, B, 2H)      */ \
   /* (G: backward trace, decay_pre; F: forward trace, decay_post; naca_math.h)            */ \
@@ -86,6 +91,8 @@ using LifScanFn = std::tuple<at::Tensor, at::Tensor> (*)(const at::Tensor&, cons
                                                           const at::Tensor&, double, double, bool);
 using SnnDeltaFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                   int64_t, double, double);
+using SnnChainFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
+                                  double, double, bool, bool);
 using StdpFactorsFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, double, double,
                                      double, double, bool);
 using StdpApplyFn = void (*)(at::Tensor&, const at::Tensor&, const at::Tensor&, double, double,
@@ -196,6 +203,31 @@ void naca_snn_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
   const int64_t rows = (t - t0) * b;
   auto pre = pre_spikes.contiguous().narrow(0, t0, t - t0).reshape({rows, pre_spikes.size(2)});
   apply_linear_update(weight, bias, pre, delta.view({rows, weight.size(0)}), lr);
+}
+
+// The authors' class-incremental SNN rule: signal = dL/ds at the last step,
+// carried back through the membrane recurrence to every step (snn_chain_delta),
+// then weight -= lr * sum_{t,b} delta_t^T pre_t as one GEMM over (T * B) rows.
+// The voltages and spikes must come from lif_forward started at V = 0, s = 0.
+template <SnnChainFn delta_fn>
+void naca_snn_chain_update(at::Tensor weight, const std::optional<at::Tensor>& bias,
+                           const at::Tensor& pre_spikes, const at::Tensor& voltages,
+                           const at::Tensor& spikes, const at::Tensor& signal, double decay,
+                           double threshold, double lens, std::string reset, std::string current,
+                           double lr) {
+  const char* op = "naca_snn_chain_update_";
+  check_naca_snn(op, weight, bias, pre_spikes, voltages, spikes, signal, threshold, lens, lr);
+  check_finite_scalar(decay, op, "decay");
+  TORCH_CHECK(reset == "hard" || reset == "soft", "naca::", op,
+              ": argument 'reset' expected 'hard' or 'soft', got '", reset, "'");
+  TORCH_CHECK(current == "linear" || current == "sigmoid", "naca::", op,
+              ": argument 'current' expected 'linear' or 'sigmoid', got '", current, "'");
+  const int64_t t = pre_spikes.size(0), b = pre_spikes.size(1);
+  if (b == 0) return;  // an empty batch: nothing to learn
+  auto delta = delta_fn(voltages.contiguous(), spikes.contiguous(), signal.contiguous(), decay,
+                        threshold, lens, reset == "soft", current == "sigmoid");
+  auto pre = pre_spikes.contiguous().reshape({t * b, pre_spikes.size(2)});
+  apply_linear_update(weight, bias, pre, delta.view({t * b, weight.size(0)}), lr);
 }
 
 inline Bound parse_bound(const std::string& name, const char* op) {

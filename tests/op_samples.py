@@ -287,6 +287,22 @@ def _(device):
             0.5, 0.2, 0.1, False), {}
 
 
+@sample("naca_snn_chain_update_")
+def _(device):
+    g = _gen(36)
+    s, v = torch.ops.naca.lif_forward(_u(g, 5, 3, 4, device=device), 0.2, 0.5, "hard", None, None)
+    return (_r(g, 4, 6, device=device), torch.zeros(4, device=device), _spikes(g, 5, 3, 6, device=device),
+            v, s, _r(g, 3, 4, device=device), 0.2, 0.5, 0.2, "hard", "sigmoid", 0.01), {}
+
+
+@sample("naca_snn_chain_update_")
+def _(device):
+    g = _gen(37)
+    s, v = torch.ops.naca.lif_forward(_u(g, 3, 2, 4, device=device), 0.5, 0.4, "soft", None, None)
+    return (_r(g, 4, 5, device=device), None, _spikes(g, 3, 2, 5, device=device), v, s, _r(g, 2, 4, device=device),
+            0.5, 0.4, 0.5, "soft", "linear", 0.1), {}
+
+
 @sample("stdp_update_")
 def _(device):
     g = _gen(18)

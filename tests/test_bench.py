@@ -38,6 +38,7 @@ def test_quick_cpu_writes_sane_json(tmp_path, capsys):
         if "vs_eager" in r:
             positive(r, "vs_eager")
     assert res["snn_notes"]
+    assert {"lif_forward", "naca_snn_update_", "naca_snn_chain_update_", "stdp_update_"} <= {r["op"] for r in res["snn"]}
     for r in res["snn"]:
         for key in ("op_ms", "reference_ms", "vs_reference"):
             positive(r, key)

@@ -365,3 +365,50 @@ def test_gate_rejects_conv_and_stp():
         compare.parse_args(["--dataset", "digits", "--model", "conv", "--gate"])
     with pytest.raises(SystemExit):
         compare.parse_args(["--dataset", "digits", "--model", "snn", "--stp", "--gate"])
+
+
+def test_compare_snn_authors_class_incremental_variant(tmp_path, monkeypatch):
+    """--snn-current sigmoid --snn-lens 0.2 --snn-rule chain builds the authors' class-incremental
+    SNN (every layer integrates sigmoid(W x_t + b)) and trains NACA with the membrane-chain op,
+    on both layers of every step; the flags are recorded in results.json."""
+    from torch_plugin import ops
+    from torch_plugin.nn import NACASpikingLinear
+
+    calls = []
+    real = ops.naca_snn_chain_update_
+    monkeypatch.setattr(ops, "naca_snn_chain_update_", lambda *a, **k: (calls.append(a[9:11]), real(*a, **k)))
+    flags = ["--dataset", "digits", "--model", "snn", "--hidden", "16", "--T", "4", "--epochs", "1",
+             "--train-subset", "200", "--test-subset", "100", "--methods", "naca,bp-surrogate",
+             "--snn-current", "sigmoid", "--snn-lens", "0.2", "--snn-rule", "chain", "--gate",
+             "--scenario", "class-incremental", "--quiet", "--no-plots", "--out", str(tmp_path)]
+    args = compare.parse_args(flags)
+    model, desc = compare.build_model(args, "naca", data.load_dataset("digits"), 0)
+    layers = [m for m in model.modules() if isinstance(m, NACASpikingLinear)]
+    assert len(layers) == 2 and all(m.current == "sigmoid" and m.lens == 0.2 for m in layers)
+    assert "sigmoid current" in desc
+    compare.main(flags)
+    assert calls and set(calls) == {("hard", "sigmoid")} and len(calls) % 2 == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    cfg = res["config"]
+    assert (cfg["snn_current"], cfg["snn_lens"], cfg["snn_rule"]) == ("sigmoid", 0.2, "chain")
+    assert all(_finite_in(r["class_incremental"]["mean_acc_after_last"], 0, 1) for r in res["runs"])
+
+
+def test_compare_snn_flags_need_snn_model():
+    for flag in (["--snn-rule", "chain"], ["--snn-current", "sigmoid"], ["--snn-lens", "0.2"]):
+        with pytest.raises(SystemExit):
+            compare.parse_args(["--dataset", "digits", "--model", "mlp"] + flag)
+
+
+@pytest.mark.parametrize("rule", ["all-steps", "last-step", "chain"])
+def test_measured_macs_of_spiking_naca_rules(rule):
+    """The FLOP counter knows both NACA-SNN update ops: forward T (I H + H N) multiplies per
+    sample, plus the same for the update over every step (all-steps, chain) or one (last-step)."""
+    from torch_plugin import learn, metrics, models
+
+    m = models.spiking_mlp(8, [6], 3, T=5, seed=0)
+    learner = learn.NACA(m, lr=0.01, all_steps=rule != "last-step", membrane_chain=rule == "chain")
+    x, y = torch.rand(4, 8), torch.tensor([0, 1, 2, 0])
+    per_step = 8 * 6 + 6 * 3
+    expect = 5 * per_step + (per_step if rule == "last-step" else 5 * per_step)
+    assert metrics.measured_macs(lambda: learner.step(x, y), 4) == pytest.approx(expect)

@@ -221,6 +221,7 @@ EMPTY_BATCH = {  # op -> positions of the arguments whose dim `d` is the batch
     "conv_plasticity_update_": ({2: 0, 3: 0, 4: 0}),
     "naca_conv_update_": ({2: 0, 3: 0, 4: 0}),
     "naca_snn_update_": ({2: 1, 3: 1, 4: 1, 5: 0}),
+    "naca_snn_chain_update_": ({2: 1, 3: 1, 4: 1, 5: 0}),
     "stdp_update_": ({1: 1, 2: 1}),
 }
 

@@ -75,6 +75,91 @@ def test_naca_snn_update_matches_reference(device, dtype, seed, all_steps, with_
         torch.testing.assert_close(bd.double().cpu(), b_r, rtol=rtol, atol=atol * 10)
 
 
+def chain_case(g, t, b, h, i, current, reset, with_bias=True, decay=0.2, th=0.5):
+    """Weights, inputs and the LIF run they drive (currents W x_t + b, or their sigmoid)."""
+    w = torch.randn(h, i, generator=g, dtype=torch.float64) * 0.5
+    bias = torch.randn(h, generator=g, dtype=torch.float64) * 0.3 if with_bias else None
+    pre = (torch.rand(t, b, i, generator=g) > 0.5).double()
+    a = torch.einsum("hi,tbi->tbh", w, pre) + (0 if bias is None else bias)
+    cur = torch.sigmoid(a) if current == "sigmoid" else a
+    s, v = ref.lif_forward(cur, decay, th, reset)
+    return w, bias, pre, cur, s, v
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
+@pytest.mark.parametrize("seed", SEEDS + [3])
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("current", ["linear", "sigmoid"])
+def test_naca_snn_chain_update_matches_reference(device, dtype, seed, reset, current):
+    g, t, b, h = shapes(seed)
+    i = int(torch.randint(1, 30, (1,), generator=g))
+    w, bias, pre, _, s, v = chain_case(g, t, b, h, i, current, reset, with_bias=seed % 2 == 0)
+    sig = torch.randn(b, h, generator=g, dtype=torch.float64)
+    dec, th, lens, lr = 0.2, 0.5, [0.5, 0.2, 0.3, 0.5][seed], 0.05
+    to = lambda x: None if x is None else x.to(device, dtype)
+    wd, bd, vd, sd = to(w), to(bias), to(v), to(s)
+    # The reference runs on the op's dtype rounding of the inputs, in float64.
+    c64 = lambda x: None if x is None else x.double().cpu()
+    w_r, b_r = ref.naca_snn_chain_update(c64(wd), c64(bd), pre, c64(vd), c64(sd), c64(to(sig)), dec, th, lens,
+                                         reset, current, lr)
+    ops.naca_snn_chain_update_(wd, bd, to(pre), vd, sd, to(sig), dec, th, lens, reset, current, lr)
+    rtol, atol = tol(dtype)
+    torch.testing.assert_close(wd.double().cpu(), w_r, rtol=rtol, atol=atol * 10)
+    if bias is not None:
+        torch.testing.assert_close(bd.double().cpu(), b_r, rtol=rtol, atol=atol * 10)
+
+
+class _AuthorsSpike(torch.autograd.Function):
+    """The authors' spike: Heaviside forward, grad * (1[V > th - lens] - s_{t-1}) backward."""
+
+    @staticmethod
+    def forward(ctx, v, s_prev, th, lens):
+        ctx.save_for_backward(v, s_prev)
+        ctx.th, ctx.lens = th, lens
+        return (v > th).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, s_prev = ctx.saved_tensors
+        return grad * ((v > ctx.th - ctx.lens).to(v.dtype) - s_prev), None, None, None
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("current", ["linear", "sigmoid"])
+def test_naca_snn_chain_update_is_the_authors_autograd(device, reset, current):
+    """Independent of the op's recurrence and of reference.py: the authors' mechanism
+    itself (membrane not detached, signal sent into the last spikes, W.grad by autograd,
+    the current not recovered but computed from W and x) gives the op's update."""
+    g = torch.Generator().manual_seed(7)
+    t, b, h, i, dec, th, lens = 20, 16, 30, 40, 0.2, 0.5, 0.2
+    w = (torch.randn(h, i, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
+    bias = (torch.randn(h, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
+    pre = (torch.rand(t, b, i, generator=g) > 0.5).double()
+    v = s = torch.zeros(b, h, dtype=torch.float64)
+    volts, spikes = [], []
+    for x in pre:
+        a = x @ w.T + bias
+        kept = v - th * s if reset == "soft" else v * (1 - s)
+        v = dec * kept + (torch.sigmoid(a) if current == "sigmoid" else a)
+        s = _AuthorsSpike.apply(v, s.detach(), th, lens)
+        volts.append(v.detach())
+        spikes.append(s.detach())
+    sig = torch.randn(b, h, generator=g, dtype=torch.float64)
+    s.backward(sig)
+    assert w.grad.abs().max() > 0.1  # a non-trivial case
+    wd, bd = w.detach().clone().to(device), bias.detach().clone().to(device)
+    to = lambda x: x.to(device)
+    ops.naca_snn_chain_update_(wd, bd, to(pre), to(torch.stack(volts)), to(torch.stack(spikes)), to(sig),
+                               dec, th, lens, reset, current, 1.0)
+    torch.testing.assert_close(w.detach() - wd.cpu(), w.grad, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(bias.detach() - bd.cpu(), bias.grad, rtol=1e-9, atol=1e-12)
+    # and differs from the step-wise rule at t = T-1 only (the chain reaches earlier steps)
+    w1 = w.detach().clone()
+    ops.naca_snn_update_(w1, None, pre, torch.stack(volts), torch.stack(spikes), sig, th, lens, 1.0, False)
+    assert not torch.allclose(w.detach() - w1, w.grad)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_opcheck_spiking_ops(device):
     g = torch.Generator().manual_seed(0)
@@ -114,6 +199,25 @@ def test_naca_snn_update_rejects(arg, change):
                              a.get("th", 0.5), 0.5, a.get("lr", 0.1))
     if a["weight"].dtype == w0.dtype:
         assert torch.equal(a["weight"], w0)
+
+
+@pytest.mark.parametrize("arg,change", [
+    ("voltages", dict(volts=torch.rand(3, 2, 5))),
+    ("signal", dict(signal=torch.randn(2, 4).double())),
+    ("decay", dict(decay=float("nan"))),
+    ("reset", dict(reset="none")),
+    ("current", dict(current="tanh")),
+    ("lr", dict(lr=float("inf"))),
+])
+def test_naca_snn_chain_update_rejects(arg, change):
+    a = naca_snn_args()
+    a.update(change)
+    w0, b0 = a["weight"].clone(), a["bias"].clone()
+    with pytest.raises(RuntimeError, match=f"naca::naca_snn_chain_update_: argument '{arg}'"):
+        ops.naca_snn_chain_update_(a["weight"], a["bias"], a["pre"], a["volts"], a["spikes"], a["signal"],
+                                   a.get("decay", 0.2), 0.5, 0.5, a.get("reset", "hard"), a.get("current", "linear"),
+                                   a.get("lr", 0.1))
+    assert torch.equal(a["weight"], w0) and torch.equal(a["bias"], b0)
 
 
 @pytest.mark.parametrize("arg,call", [
@@ -209,3 +313,58 @@ def test_naca_snn_learns_digits():
     assert acc > 0.80
     sd = learner.state_dict()
     assert sd["all_steps"] is True and sd["steps"] == 5 * 44
+
+
+def authors_layer_grads(layer, x, signal, dec=0.2, th=0.5):
+    """The authors' class-incremental SpikeLinear, as they write it: V_t = dec V_{t-1} (1 - s_{t-1})
+    + sigmoid(W x_t + b) with the membrane not detached; `signal` sent into the last spikes;
+    returns (spikes, W.grad, b.grad)."""
+    w = layer.weight.detach().double().clone().requires_grad_(True)
+    b = layer.bias.detach().double().clone().requires_grad_(True)
+    v = s = torch.zeros(x.shape[1], w.shape[0], dtype=torch.float64)
+    out = []
+    for x_t in x.double():
+        v = dec * v * (1 - s) + torch.sigmoid(x_t @ w.T + b)
+        s = _AuthorsSpike.apply(v, s.detach(), th, layer.lens)
+        out.append(s.detach())
+    spikes = torch.stack(out)
+    s.backward(signal(spikes))
+    return spikes, w.grad, b.grad
+
+
+def test_naca_membrane_chain_learner_is_the_authors_network():
+    """learn.NACA(membrane_chain=True) on a sigmoid-current spiking MLP takes the authors'
+    class-incremental step: hidden signal f(E[y] NI), output signal rate - onehot(y), each
+    layer's gradient by autograd through its own undetached membrane (inputs detached)."""
+    torch.manual_seed(0)
+    m = models.spiking_mlp(12, [20], 4, T=8, seed=3, current="sigmoid", lens=0.2, init_gain=3.0).double()
+    hid, out = m[1], m[2]
+    x, y = torch.rand(6, 12, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1, 0])
+    x_spikes = BernoulliEncoder(8, seed=3)(x)  # the model's encoder draws the same spikes
+    f = ref.modulation(ref.neuromodulator(y, hid.ni))
+    h_spikes, gw_h, gb_h = authors_layer_grads(hid, x_spikes, lambda s: f)
+    onehot = torch.nn.functional.one_hot(y, 4).double()
+    _, gw_o, gb_o = authors_layer_grads(out, h_spikes, lambda s: s.mean(0) - onehot)
+    assert gw_h.abs().max() > 1e-3 and gw_o.abs().max() > 1e-3
+    expect = [p.detach() - 0.1 * g for p, g in zip((hid.weight, hid.bias, out.weight, out.bias),
+                                                    (gw_h, gb_h, gw_o, gb_o))]
+    learn.NACA(m, lr=0.1, membrane_chain=True).step(x, y)
+    for p, e in zip((hid.weight, hid.bias, out.weight, out.bias), expect):
+        torch.testing.assert_close(p.detach(), e, rtol=1e-9, atol=1e-12)
+
+
+def test_naca_membrane_chain_rejects_non_spiking_model():
+    with pytest.raises(ValueError, match="membrane_chain"):
+        learn.NACA(models.mlp(4, [5], 3), membrane_chain=True)
+
+
+def test_naca_membrane_chain_learns_digits():
+    # Measured: 0.793 test accuracy after 5 epochs (64-200-10, T=20, sigmoid current, lens 0.2,
+    # Adam lr 2e-3); chance is 0.1.
+    xtr, ytr, xte, yte = digits()
+    torch.manual_seed(0)
+    m = models.spiking_mlp(64, [200], 10, T=20, seed=0, current="sigmoid", lens=0.2)
+    learner = learn.NACA(m, optimizer=torch.optim.Adam(m.parameters(), lr=2e-3), membrane_chain=True)
+    acc = run_epochs(learner, m, xtr, ytr, xte, yte, epochs=5)
+    assert acc > 0.7
+    assert learner.state_dict()["membrane_chain"] is True

@@ -427,7 +427,8 @@ def bench_ops(device, timer, quick, bounds) -> list:
 def bench_snn(device, timer, quick) -> tuple[list, list]:
     notes = []
     have = {name: hasattr(torch.ops.naca, name)
-            for name in ("lif_forward", "naca_snn_update_", "stdp_update_", "stp_forward", "homeostatic_relax")}
+            for name in ("lif_forward", "naca_snn_update_", "naca_snn_chain_update_", "stdp_update_", "stp_forward",
+                         "homeostatic_relax")}
     if not all(have.values()):
         notes.append("skipped ops not built: " + ", ".join(k for k, v in have.items() if not v))
     if not have["lif_forward"]:
@@ -468,6 +469,16 @@ def bench_snn(device, timer, quick) -> tuple[list, list]:
             t_f, t_u = timer(fused), timer(unfused)
             rows.append({"op": "lif_forward + naca_snn_update_", "shape": shape, "op_ms": 1e3 * t_f,
                          "reference_ms": 1e3 * t_u, "vs_reference": t_u / t_f})
+        if have["naca_snn_chain_update_"]:  # the authors' class-CL rule; the reference runs autograd
+            def chain():
+                ops.naca_snn_chain_update_(w, bias, pre, volts, spikes, sig, decay, th, lens, "hard", "sigmoid", lr)
+
+            t_upd = timer(chain)
+            t_upd_ref = timer(_f32(lambda: ref.naca_snn_chain_update(w, bias, pre, volts, spikes, sig, decay, th, lens,
+                                                                      "hard", "sigmoid", lr)))
+            rows.append({"op": "naca_snn_chain_update_", "shape": shape, "op_ms": 1e3 * t_upd,
+                         "reference_ms": 1e3 * t_upd_ref, "vs_reference": t_upd_ref / t_upd,
+                         "flops": 2 * t * b * h * i})
         if have["stdp_update_"]:
             ones = torch.ones((), device=device)
             ws = (0.5 * torch.ones(h, i)).to(device)

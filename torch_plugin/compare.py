@@ -133,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SBP: homeostatic relaxation steps of the hidden state (0: re-run the layer)")
     p.add_argument("--sbp-fraction", type=float, default=0.2, help="SBP lambda_f (0: no spread)")
     p.add_argument("--sbp-percentage", type=float, default=1.0, help="SBP lambda_p")
+    p.add_argument("--snn-current", default="linear", choices=("linear", "sigmoid"),
+                   help="--model snn: each layer integrates W x_t + b (linear) or sigmoid(W x_t + b) (the authors' "
+                        "class-incremental SNN)")
+    p.add_argument("--snn-lens", type=float, default=0.5,
+                   help="--model snn: NACA's eligibility window 1[V > threshold - lens] (authors: 0.5 "
+                        "classification, 0.2 class-incremental)")
+    p.add_argument("--snn-rule", default="all-steps", choices=("all-steps", "last-step", "chain"),
+                   help="--model snn, NACA's update: f(NL) e_t x_t summed over all steps, at the last step only "
+                        "(the authors' classification code), or chain: the signal sent into the last step's spikes "
+                        "and carried back through the membrane (their class-incremental code; "
+                        "ops.naca_snn_chain_update_)")
     p.add_argument("--stp", action="store_true",
                    help="--model snn: short-term plasticity (STPSynapse) on the input synapses")
     p.add_argument("--gate", action="store_true",
@@ -205,6 +216,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--gate-delta must be >= 0")
     if a.stp and a.model != "snn":
         p.error("--stp applies to --model snn")
+    snn_set = [f for f, v, d in (("--snn-current", a.snn_current, "linear"), ("--snn-lens", a.snn_lens, 0.5),
+                                 ("--snn-rule", a.snn_rule, "all-steps")) if v != d]
+    if snn_set and a.model != "snn":
+        p.error(f"{', '.join(snn_set)} apply to --model snn")
     if a.sbp_relax_steps < 0 or a.sbp_fraction < 0 or not 0.0 <= a.sbp_percentage <= 1.0:
         p.error("--sbp-relax-steps and --sbp-fraction must be >= 0, --sbp-percentage in [0, 1]")
     return a
@@ -231,8 +246,10 @@ def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Mo
     hid = "-".join(str(h) for h in args.hidden)
     if args.model == "snn":
         spiking_mlp = _import("torch_plugin.models.spiking_mlp", "--model snn")
-        return (spiking_mlp(d, args.hidden, n, T=args.T, seed=seed, stp=args.stp),
-                f"snn {d}-{hid}-{n} T={args.T}" + (" STP" if args.stp else ""))
+        return (spiking_mlp(d, args.hidden, n, T=args.T, seed=seed, stp=args.stp, current=args.snn_current,
+                            lens=args.snn_lens),
+                f"snn {d}-{hid}-{n} T={args.T}" + (" STP" if args.stp else "")
+                + (" sigmoid current" if args.snn_current == "sigmoid" else ""))
     if args.model == "conv":
         if len(ds.sample_shape) != 3:
             raise SystemExit(f"--model conv needs image data (C, H, W); this dataset's samples are {ds.sample_shape}")
@@ -312,10 +329,11 @@ def make_step(args, method: str, model: nn.Module, lr: float,
 
         # check_labels=False: data.load_dataset checked every label once (the model has
         # ds.num_classes outputs), so the step need not read them back from the GPU.
+        rule = dict(all_steps=args.snn_rule != "last-step", membrane_chain=args.snn_rule == "chain")
         if args.optimizer == "adam" or gates:
             opt = (torch.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"
                    else torch.optim.SGD(model.parameters(), lr=lr))  # SGD on the pseudo-gradient = in-place step
-            learner = NACA(model, optimizer=opt, check_labels=False)
+            learner = NACA(model, optimizer=opt, check_labels=False, **rule)
 
             def step(x, y):
                 opt.zero_grad(set_to_none=False)
@@ -325,7 +343,7 @@ def make_step(args, method: str, model: nn.Module, lr: float,
                 opt.step()
                 return out
             return step, args.optimizer
-        learner = NACA(model, lr=lr, check_labels=False)
+        learner = NACA(model, lr=lr, check_labels=False, **rule)
         return learner.step, "sgd"
     if method == "sbp":
         SBP = _import("torch_plugin.learn.SBP", "--methods sbp")

@@ -192,6 +192,11 @@ def _register_plugin_flop_formulas() -> None:
     register_flop_formula([naca.plasticity_update_, naca.naca_hidden_update_, naca.naca_output_update_])(outer)
     register_flop_formula([naca.conv_plasticity_update_, naca.naca_conv_update_])(conv)
     register_flop_formula(naca.naca_snn_update_)(snn)
+
+    def snn_chain(weight_shape, bias_shape, pre_shape, *args, **kwargs):  # every step, (T B) rows
+        return 2 * int(np.prod(pre_shape[:-1])) * int(np.prod(weight_shape))
+
+    register_flop_formula(naca.naca_snn_chain_update_)(snn_chain)
     _FORMULAS_REGISTERED = True
 
 

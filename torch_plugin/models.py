@@ -46,7 +46,7 @@ def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] 
 def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: Optional[int] = None,
                 decay: float = 0.2, threshold: float = 0.5, lens: float = 0.5, surrogate: bool = True,
                 slope: float = 5.0, init_gain: float = 1.0, ni_init: str = "uniform",
-                stp: bool = False) -> nn.Sequential:
+                stp: bool = False, current: str = "linear") -> nn.Sequential:
     """A spiking MLP: BernoulliEncoder(T) -> NACASpikingLinear x len(hidden) -> output NACASpikingLinear -> SpikeRate.
 
     forward(x): x (B, ...) intensities in [0, 1] (flattened to in_features) ->
@@ -62,13 +62,16 @@ def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: O
     stp=True puts an ``STPSynapse`` (Tsodyks-Markram, ALGORITHMS.md 2.2 constants) between the
     encoder and the first layer, which then integrates the short-term-plastic synaptic current
     of the input spikes (and its learner correlates with that current).
+    current='sigmoid': every layer integrates sigmoid(W x_t + b) (the authors' class-incremental
+    SNN; train it as theirs with ``learn.NACA(..., membrane_chain=True)`` and lens=0.2).
     """
     from .nn import BernoulliEncoder, NACASpikingLinear, SpikeRate, STPSynapse
 
     sizes = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
     layers: list[nn.Module] = [BernoulliEncoder(T, seed)] + ([STPSynapse()] if stp else [])
     width = in_features
-    kw = dict(decay=decay, threshold=threshold, lens=lens, surrogate=surrogate, slope=slope, ni_init=ni_init)
+    kw = dict(decay=decay, threshold=threshold, lens=lens, surrogate=surrogate, slope=slope, ni_init=ni_init,
+              current=current)
     for i, h in enumerate(sizes):
         layers.append(NACASpikingLinear(width, h, num_classes, seed=None if seed is None else seed + i, **kw))
         width = h

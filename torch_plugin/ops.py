@@ -25,6 +25,7 @@ __all__ = [
     "ACTIVATIONS",
     "lif_forward",
     "naca_snn_update_",
+    "naca_snn_chain_update_",
     "stdp_update_",
     "stp_forward",
     "homeostatic_relax",
@@ -296,6 +297,46 @@ def naca_snn_update_(
     )
 
 
+def naca_snn_chain_update_(
+    weight: Tensor,
+    bias: Optional[Tensor],
+    pre_spikes: Tensor,
+    voltages: Tensor,
+    spikes: Tensor,
+    signal: Tensor,
+    decay: float = 0.2,
+    threshold: float = 0.5,
+    lens: float = 0.5,
+    reset: str = "hard",
+    current: str = "linear",
+    lr: float = 1e-3,
+) -> None:
+    """The authors' class-incremental NACA-SNN rule: the signal sent into the last step's
+    spikes and carried back through the membrane to every step; weight -= lr * sum_{t,b}
+    delta_t^T x_t, bias -= lr * sum_{t,b} delta_t.
+
+    What their code gets from ``spike_T.backward(signal)`` when the membrane is
+    not detached between steps and the spike's backward is the eligibility
+    e_t = 1[V_t > threshold - lens] - s_{t-1}: with g_t = dL/dV_t,
+    g_{T-1} = signal * e_{T-1}, g_{t-1} = g_t * decay * ((1 - s_{t-1}) - V_{t-1} e_{t-1})
+    (hard reset; soft: g_t * decay * (1 - threshold e_{t-1})), and
+    delta_t = g_t * dI_t/da_t with the current I_t = a_t = W x_t + b ('linear') or
+    sigmoid(a_t) ('sigmoid', their V_t = decay V_{t-1} (1 - s_{t-1}) + sigmoid(W x_t)).
+    I_t is recovered from the voltages (I_t = V_t - decay V_{t-1} (1 - s_{t-1})), so
+    voltages and spikes must be those of ``lif_forward`` started at V = s = 0 with the
+    same decay, threshold and reset.
+
+    weight: (H, I), bias: (H,) or None, pre_spikes x: (T, B, I), voltages, spikes:
+    (T, B, H), signal: (B, H): f(NL) (times the gate) for a hidden layer, the rate
+    error r - onehot(y) for the output layer. Pass ``.grad`` buffers and lr=-1 for a
+    pseudo-gradient.
+    """
+    torch.ops.naca.naca_snn_chain_update_(
+        weight, bias, pre_spikes, voltages, spikes, signal, float(decay), float(threshold),
+        float(lens), reset, current, float(lr),
+    )
+
+
 def stdp_update_(
     weight: Tensor,
     pre_spikes: Tensor,
@@ -411,5 +452,5 @@ def _homeostatic_relax_fake(state, drive, eps=0.5, iters=20):
     return state.new_empty(state.shape)
 
 
-for _name in ("naca_snn_update_", "stdp_update_", "sbp_update_"):
+for _name in ("naca_snn_update_", "naca_snn_chain_update_", "stdp_update_", "sbp_update_"):
     torch.library.register_fake(f"naca::{_name}")(_no_output(_name))

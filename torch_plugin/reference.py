@@ -160,6 +160,46 @@ def naca_snn_update(weight, bias, pre_spikes, voltages, spikes, signal, threshol
     return weight - lr * dw, None if bias is None else bias - lr * db
 
 
+class _EligibilitySpike(torch.autograd.Function):
+    """Forward: the given spikes s_t; backward: grad * e_t (the eligibility as ds/dV)."""
+
+    @staticmethod
+    def forward(ctx, v, spikes, elig):
+        ctx.save_for_backward(elig)
+        return spikes.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (elig,) = ctx.saved_tensors
+        return grad * elig, None, None
+
+
+def naca_snn_chain_update(weight, bias, pre_spikes, voltages, spikes, signal, decay=0.2, threshold=0.5,
+                          lens=0.5, reset="hard", current="linear", lr=1e-3):
+    """New (weight, bias) of the authors' class-incremental rule, by autograd: the membrane
+    recurrence is re-run on the currents I_t recovered from the voltages, with the given
+    spikes whose backward is e_t = 1[V_t > th - lens] - s_{t-1}; signal is sent into the
+    last step's spikes, and dL/dI_t (times sigmoid'(a_t) = I_t (1 - I_t) for a 'sigmoid'
+    current) is correlated with the inputs x_t."""
+    steps = voltages.shape[0]
+    zeros = torch.zeros_like(voltages[0])
+    v_prev = torch.cat([zeros[None], voltages[:-1]])
+    s_prev = torch.cat([zeros[None], spikes[:-1]])
+    kept = v_prev - threshold * s_prev if reset == "soft" else v_prev * (1 - s_prev)
+    cur = (voltages - decay * kept).detach().requires_grad_(True)
+    elig = (voltages > threshold - lens).to(voltages.dtype) - s_prev
+    with torch.enable_grad():
+        v, s = zeros, zeros
+        for t in range(steps):
+            kept_t = v - threshold * s if reset == "soft" else v * (1 - s)
+            v = decay * kept_t + cur[t]
+            s = _EligibilitySpike.apply(v, spikes[t], elig[t])
+        (g_cur,) = torch.autograd.grad(s, cur, grad_outputs=signal)
+    delta = g_cur * (cur.detach() * (1 - cur.detach()) if current == "sigmoid" else 1)
+    dw = torch.einsum("tbh,tbi->hi", delta, pre_spikes)
+    return weight - lr * dw, None if bias is None else bias - lr * delta.sum((0, 1))
+
+
 def stdp_update(weight, pre_spikes, post_spikes, tau_pre=20.0, tau_post=20.0, a_plus=0.01,
                 a_minus=0.012, w_min=0.0, w_max=1.0, bound="hard", modulator=None, lr=1.0, dt=1.0):
     """Traces stepped in a loop; LTP at post spikes (pre trace), LTD at pre spikes (post trace)."""

@@ -79,6 +79,35 @@ TEST(Lif, ScalarMath) {
   EXPECT_DOUBLE_EQ(naca::snn_eligibility(-0.1, 0.0, 0.5, 0.5), 0.0);
 }
 
+// naca_snn_chain_update_ on one neuron with one input, x = 1 at both steps, lr 1, signal 1,
+// returns the new weight (from 0.5).
+double chain_update(const at::Tensor& current, const std::string& reset, const std::string& cur) {
+  auto [s, v] = lif(current, 0.2, 0.5, reset);
+  auto w = torch::full({1, 1}, 0.5, torch::kFloat64);
+  snn_op("naca::naca_snn_chain_update_")
+      .typed<void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
+                  const at::Tensor&, const at::Tensor&, double, double, double, std::string,
+                  std::string, double)>()
+      .call(w, std::nullopt, torch::ones({2, 1, 1}, torch::kFloat64), v, s,
+            torch::ones({1, 1}, torch::kFloat64), 0.2, 0.5, 0.2, reset, cur, 1.0);
+  return w.item<double>();
+}
+
+TEST(NacaSnnChain, HandWorkedTwoSteps) {
+  // I = 0.7, 0.2, lens 0.2: V0 = 0.7 spikes; hard: V1 = 0.2, no spike.
+  // e1 = 1[0.2 > 0.3] - s0 = -1, so g1 = -1; e0 = 1[0.7 > 0.3] - 0 = 1 and
+  // g0 = g1 * 0.2 * ((1 - s0) - V0 e0) = -1 * 0.2 * (0 - 0.7) = 0.14.
+  // linear current: dW = g0 + g1 = -0.86, W = 0.5 + 0.86.
+  // sigmoid current: dW = 0.14 * 0.7 * 0.3 - 1 * 0.2 * 0.8 = -0.1306.
+  // soft reset: V1 = 0.2 * (0.7 - 0.5) + 0.2 = 0.24, e1 = -1, g0 = -1 * 0.2 * (1 - 0.5) = -0.1:
+  // dW = -1.1.
+  auto current = torch::tensor({0.7, 0.2}, torch::kFloat64).view({2, 1, 1});
+  EXPECT_NEAR(chain_update(current, "hard", "linear"), 1.36, 1e-12);
+  EXPECT_NEAR(chain_update(current, "hard", "sigmoid"), 0.6306, 1e-12);
+  EXPECT_NEAR(chain_update(current, "soft", "linear"), 1.6, 1e-12);
+  EXPECT_THROW(chain_update(current, "hard", "tanh"), c10::Error);
+}
+
 TEST(Stdp, HandWorkedPairAtPlusFiveMs) {
   // Pre 5 ms before post: + A+ exp(-5 / 20) = 0.01 * 0.7788008 = 0.0077880.
   EXPECT_NEAR(stdp_pair(5), 0.01 * std::exp(-0.25), 1e-15);

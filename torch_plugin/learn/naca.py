@@ -39,7 +39,13 @@ class NACA:
     ``is_output=True`` by its rate error mean_t(s_t) - onehot(y); the model's
     forward returns the output firing rates, which ``step`` returns.
     ``all_steps`` sums the eligibility over every time step (default) or uses
-    t = T only (the authors' code).
+    t = T only (the authors' classification code). ``membrane_chain=True`` is the
+    authors' class-incremental SNN rule (``ops.naca_snn_chain_update_``): the
+    signal enters the last step's spikes and is carried back through the
+    membrane recurrence to every step, the eligibility standing in for the
+    spike's derivative (their autograd through an undetached membrane); with
+    ``NACASpikingLinear(current='sigmoid', lens=0.2)`` it is their network.
+    ``all_steps`` is then not used.
 
     ``skip_nonfinite=True``: a step whose update holds a NaN or an Inf (bad
     input, an exploding layer) leaves the weights and the optimizer untouched
@@ -57,7 +63,7 @@ class NACA:
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: Optional[torch.optim.Optimizer] = None,
                  lam: float = 0.5, theta: float = 1.2, all_steps: bool = True, skip_nonfinite: bool = False,
-                 check_labels: bool = True):
+                 check_labels: bool = True, membrane_chain: bool = False):
         self.model = model
         self.check_labels = bool(check_labels)
         self.skip_nonfinite = bool(skip_nonfinite)
@@ -67,10 +73,13 @@ class NACA:
         self.lam = float(lam)
         self.theta = float(theta)
         self.all_steps = bool(all_steps)
+        self.membrane_chain = bool(membrane_chain)
         spiking = [m for m in model.modules() if isinstance(m, NACASpikingLinear)]
         if spiking:
             self._init_spiking(model, spiking)
             return
+        if self.membrane_chain:
+            raise ValueError("NACA: membrane_chain=True applies to spiking models (NACASpikingLinear layers)")
         self.spiking = False
         self.hidden = [m for m in model.modules() if isinstance(m, (NACALinear, NACAConv2d))]
         outputs = [m for m in model.modules() if isinstance(m, NACAOutput)]
@@ -108,7 +117,12 @@ class NACA:
             raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
         pre, volts, spikes = layer.saved
         w, b = targets([layer.weight, layer.bias], into_grad or None)
-        ops.naca_snn_update_(w, b, pre, volts, spikes, signal, layer.threshold, layer.lens, lr, self.all_steps)
+        if self.membrane_chain:
+            lif = layer.lif
+            ops.naca_snn_chain_update_(w, b, pre, volts, spikes, signal, lif.decay, lif.threshold, layer.lens,
+                                       lif.reset, layer.current, lr)
+        else:
+            ops.naca_snn_update_(w, b, pre, volts, spikes, signal, layer.threshold, layer.lens, lr, self.all_steps)
         layer.saved = None
 
     @property
@@ -213,6 +227,7 @@ class NACA:
         """Hyper-parameters, step count and the optimizer's state (the model saves itself)."""
         return {
             "lr": self.lr, "lam": self.lam, "theta": self.theta, "steps": self.steps, "all_steps": self.all_steps,
+            "membrane_chain": self.membrane_chain,
             "skip_nonfinite": self.skip_nonfinite, "skipped_steps": self.skipped_steps,
             "check_labels": self.check_labels,
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
@@ -222,6 +237,7 @@ class NACA:
         self.lr, self.lam, self.theta = float(state["lr"]), float(state["lam"]), float(state["theta"])
         self.steps = int(state["steps"])
         self.all_steps = bool(state.get("all_steps", self.all_steps))
+        self.membrane_chain = bool(state.get("membrane_chain", self.membrane_chain))
         self.skip_nonfinite = bool(state.get("skip_nonfinite", self.skip_nonfinite))
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.check_labels = bool(state.get("check_labels", self.check_labels))

@@ -95,8 +95,11 @@ class LIF(nn.Module):
         return f"decay={self.decay}, threshold={self.threshold}, reset={self.reset!r}, surrogate={self.surrogate}"
 
 
+CURRENTS = ("linear", "sigmoid")
+
+
 class NACASpikingLinear(Recording, nn.Linear):
-    """A spiking layer: current I_t = W x_t + b fed to LIF neurons, over (T, B, I) -> (T, B, H) spikes.
+    """A spiking layer: current I_t = W x_t + b (or sigmoid of it) fed to LIF neurons, (T, B, I) -> (T, B, H) spikes.
 
     Trained by ``learn.NACA`` with ``ops.naca_snn_update_`` (hidden layers by
     f(E[y] NI), the output layer, ``is_output=True``, by its rate error
@@ -108,14 +111,20 @@ class NACASpikingLinear(Recording, nn.Linear):
     Args: in_features, out_features, num_classes, bias as ``NACALinear``;
     decay, threshold, reset: the LIF dynamics; lens: the eligibility window of
     the NACA rule (1[V > threshold - lens]); is_output: the output layer;
+    current: 'linear' (I_t = W x_t + b) or 'sigmoid' (I_t = sigmoid(W x_t + b), the
+    authors' class-incremental SNN: V_t = decay V_{t-1} (1 - s_{t-1}) + sigmoid(W x_t));
     surrogate, slope: see ``LIF``; ni_init, seed: NI's distribution and seed.
     """
 
     def __init__(self, in_features: int, out_features: int, num_classes: int, bias: bool = True,
                  decay: float = 0.2, threshold: float = 0.5, reset: str = "hard", lens: float = 0.5,
                  is_output: bool = False, surrogate: bool = True, slope: float = 5.0,
-                 ni_init: str = "uniform", seed: Optional[int] = None, device=None, dtype=None):
+                 ni_init: str = "uniform", seed: Optional[int] = None, current: str = "linear",
+                 device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        if current not in CURRENTS:
+            raise ValueError(f"current must be one of {CURRENTS}, got {current!r}")
+        self.current = current
         self.num_classes = int(num_classes)
         self.lens = float(lens)
         self.is_output = bool(is_output)
@@ -135,6 +144,8 @@ class NACASpikingLinear(Recording, nn.Linear):
         if x.dim() != 3:
             raise ValueError(f"NACASpikingLinear expects (T, B, in_features) spikes, got shape {tuple(x.shape)}")
         current = F.linear(x, self.weight, self.bias)
+        if self.current == "sigmoid":
+            current = torch.sigmoid(current)
         spikes, volts = self.lif.run(current)
         if self.record:
             self.saved = (x.detach(), volts.detach(), spikes.detach())
@@ -142,7 +153,7 @@ class NACASpikingLinear(Recording, nn.Linear):
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, num_classes={self.num_classes}, lens={self.lens}, "
-                f"is_output={self.is_output}")
+                f"is_output={self.is_output}, current={self.current!r}")
 
 
 class BernoulliEncoder(nn.Module):
