@@ -11,7 +11,12 @@ For the full study with plots and several seeds use the command this wraps:
 and, for the authors' protocol with the input gate (applied to both methods),
     python -m torch_plugin.compare --scenario class-incremental --tasks-classes 1 --methods bp,naca --gate \
         --activation sigmoid --batch-size 256 --out results_gate
-(examples/results/README.md, section 2: the gate, not NACA, is what keeps old classes).
+(examples/results/README.md, section 2: the gate, not NACA, is what keeps old classes), and for the
+authors' spiking network (sigmoid current, lens 0.2, their membrane-chain update; BPTT gets the same
+current and gate)
+    python -m torch_plugin.compare --model snn --scenario class-incremental --tasks-classes 1 \
+        --methods naca,bp-surrogate --gate --snn-current sigmoid --snn-lens 0.2 --snn-rule chain \
+        --train-subset 10000 --out results_snn
 """
 from __future__ import annotations
 
