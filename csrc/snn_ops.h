@@ -73,6 +73,13 @@ inline void check_like(const at::Tensor& t, const char* op, const char* name,
   check_shape(t, op, name, shape);
 }
 
+// The LIF reset mode: true for "soft", false for "hard"; anything else is rejected.
+inline bool parse_soft_reset(const std::string& reset, const char* op) {
+  TORCH_CHECK(reset == "hard" || reset == "soft", "naca::", op,
+              ": argument 'reset' expected 'hard' or 'soft', got '", reset, "'");
+  return reset == "soft";
+}
+
 inline void bump(at::Tensor& t) { t.unsafeGetTensorImpl()->bump_version(); }
 
 // v as a Scalar of dtype `type` accepts it: beyond the dtype's finite range, +-inf.
@@ -109,8 +116,7 @@ std::tuple<at::Tensor, at::Tensor> lif_forward(const at::Tensor& current, double
   snn_detail::check_seq(current, op, "current");
   check_finite_scalar(decay, op, "decay");
   check_finite_scalar(threshold, op, "threshold");
-  TORCH_CHECK(reset == "hard" || reset == "soft", "naca::", op,
-              ": argument 'reset' expected 'hard' or 'soft', got '", reset, "'");
+  const bool soft = snn_detail::parse_soft_reset(reset, op);
   const std::vector<int64_t> state{current.size(1), current.size(2)};
   at::Tensor v0, s0;
   if (v_init.has_value() && v_init->defined()) {
@@ -125,7 +131,7 @@ std::tuple<at::Tensor, at::Tensor> lif_forward(const at::Tensor& current, double
   } else {
     s0 = at::zeros(state, current.options());
   }
-  return scan(current.contiguous(), v0, s0, decay, threshold, reset == "soft");
+  return scan(current.contiguous(), v0, s0, decay, threshold, soft);
 }
 
 template <StpScanFn scan>
@@ -218,14 +224,13 @@ void naca_snn_chain_update(at::Tensor weight, const std::optional<at::Tensor>& b
   const char* op = "naca_snn_chain_update_";
   check_naca_snn(op, weight, bias, pre_spikes, voltages, spikes, signal, threshold, lens, lr);
   check_finite_scalar(decay, op, "decay");
-  TORCH_CHECK(reset == "hard" || reset == "soft", "naca::", op,
-              ": argument 'reset' expected 'hard' or 'soft', got '", reset, "'");
+  const bool soft = snn_detail::parse_soft_reset(reset, op);
   TORCH_CHECK(current == "linear" || current == "sigmoid", "naca::", op,
               ": argument 'current' expected 'linear' or 'sigmoid', got '", current, "'");
   const int64_t t = pre_spikes.size(0), b = pre_spikes.size(1);
   if (b == 0) return;  // an empty batch: nothing to learn
   auto delta = delta_fn(voltages.contiguous(), spikes.contiguous(), signal.contiguous(), decay,
-                        threshold, lens, reset == "soft", current == "sigmoid");
+                        threshold, lens, soft, current == "sigmoid");
   auto pre = pre_spikes.contiguous().reshape({t * b, pre_spikes.size(2)});
   apply_linear_update(weight, bias, pre, delta.view({t * b, weight.size(0)}), lr);
 }

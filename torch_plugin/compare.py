@@ -216,8 +216,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--gate-delta must be >= 0")
     if a.stp and a.model != "snn":
         p.error("--stp applies to --model snn")
-    snn_set = [f for f, v, d in (("--snn-current", a.snn_current, "linear"), ("--snn-lens", a.snn_lens, 0.5),
-                                 ("--snn-rule", a.snn_rule, "all-steps")) if v != d]
+    snn_set = [f"--{k.replace('_', '-')}" for k in ("snn_current", "snn_lens", "snn_rule")
+               if getattr(a, k) != p.get_default(k)]
     if snn_set and a.model != "snn":
         p.error(f"{', '.join(snn_set)} apply to --model snn")
     if a.sbp_relax_steps < 0 or a.sbp_fraction < 0 or not 0.0 <= a.sbp_percentage <= 1.0:

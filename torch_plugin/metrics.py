@@ -175,7 +175,7 @@ def _register_plugin_flop_formulas() -> None:
 
     naca = torch.ops.naca
 
-    def outer(weight_shape, bias_shape, pre_shape, *args, **kwargs):  # (B, I) x (B, H) -> (H, I)
+    def outer(weight_shape, bias_shape, pre_shape, *args, **kwargs):  # (..., I) x (..., H) -> (H, I)
         return 2 * int(np.prod(pre_shape[:-1])) * int(np.prod(weight_shape))
 
     def conv(weight_shape, bias_shape, input_shape, preact_shape, *args, **kwargs):
@@ -189,14 +189,11 @@ def _register_plugin_flop_formulas() -> None:
         t = pre_shape[0] if all_steps else 1
         return 2 * t * int(np.prod(pre_shape[1:-1])) * int(np.prod(weight_shape))
 
-    register_flop_formula([naca.plasticity_update_, naca.naca_hidden_update_, naca.naca_output_update_])(outer)
+    # (naca_snn_chain_update_: pre (T, B, I), every step's (T B) rows.)
+    register_flop_formula([naca.plasticity_update_, naca.naca_hidden_update_, naca.naca_output_update_,
+                           naca.naca_snn_chain_update_])(outer)
     register_flop_formula([naca.conv_plasticity_update_, naca.naca_conv_update_])(conv)
     register_flop_formula(naca.naca_snn_update_)(snn)
-
-    def snn_chain(weight_shape, bias_shape, pre_shape, *args, **kwargs):  # every step, (T B) rows
-        return 2 * int(np.prod(pre_shape[:-1])) * int(np.prod(weight_shape))
-
-    register_flop_formula(naca.naca_snn_chain_update_)(snn_chain)
     _FORMULAS_REGISTERED = True
 
 

@@ -11,6 +11,12 @@
 
 namespace naca::cpu {
 
+// snn_eligibility (naca_math.h), written with select so the loops vectorize.
+template <typename scalar_t>
+inline scalar_t eligibility(scalar_t v, scalar_t s_prev, scalar_t th, scalar_t lens) {
+  return select(v > th - lens, scalar_t(1), scalar_t(0)) - s_prev;
+}
+
 at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes, const at::Tensor& signal,
                      int64_t t0, double threshold, double lens) {
   const int64_t steps = voltages.size(0), bh = voltages.size(1) * voltages.size(2);
@@ -24,15 +30,14 @@ at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes, const
     const auto ln = static_cast<scalar_t>(lens);
     for_rows(steps - t0, bh, [&](int64_t r, int64_t j0, int64_t j1, int64_t off) {
       const int64_t t = t0 + r;
-      // snn_eligibility, written with select so the loop vectorizes.
       const scalar_t* vt = v + t * bh;
       scalar_t* ot = o + off;
-      if (t == 0) {
-        for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * select(vt[j] > th - ln, scalar_t(1), scalar_t(0));
+      if (t == 0) {  // s_{-1} = 0
+        for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * eligibility(vt[j], scalar_t(0), th, ln);
         return;
       }
       const scalar_t* sp = s + (t - 1) * bh;
-      for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * (select(vt[j] > th - ln, scalar_t(1), scalar_t(0)) - sp[j]);
+      for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * eligibility(vt[j], sp[j], th, ln);
     });
   });
   return out;
@@ -53,10 +58,6 @@ at::Tensor snn_chain_delta(const at::Tensor& voltages, const at::Tensor& spikes,
     const auto dec = static_cast<scalar_t>(decay);
     const auto th = static_cast<scalar_t>(threshold);
     const auto ln = static_cast<scalar_t>(lens);
-    // snn_eligibility, written with select so the loops vectorize.
-    auto elig = [&](scalar_t vt, scalar_t s_prev) {
-      return select(vt > th - ln, scalar_t(1), scalar_t(0)) - s_prev;
-    };
     // Reverse time over a block of neurons: g (dL/dV_t) stays in a small buffer
     // and steps t, t - 1, t - 2 of the block are in cache together.
     at::parallel_for(0, bh, kChainBlock, [&](int64_t begin, int64_t end) {
@@ -70,7 +71,7 @@ at::Tensor snn_chain_delta(const at::Tensor& voltages, const at::Tensor& spikes,
           const scalar_t* vt = row(v, steps - 1);
           const scalar_t* sp = row(s, steps - 2);
           const scalar_t* gs = sig + j0;
-          for (int64_t j = 0; j < n; ++j) gb[j] = gs[j] * elig(vt[j], sp[j]);
+          for (int64_t j = 0; j < n; ++j) gb[j] = gs[j] * eligibility(vt[j], sp[j], th, ln);
         }
         for (int64_t t = steps - 1; t >= 0; --t) {
           const scalar_t* vt = row(v, t);
@@ -84,7 +85,7 @@ at::Tensor snn_chain_delta(const at::Tensor& voltages, const at::Tensor& spikes,
           }
           if (t == 0) break;
           for (int64_t j = 0; j < n; ++j) {
-            gb[j] *= lif_chain(vp[j], sp[j], elig(vp[j], spp[j]), dec, th, soft_reset);
+            gb[j] *= lif_chain(vp[j], sp[j], eligibility(vp[j], spp[j], th, ln), dec, th, soft_reset);
           }
         }
       }
