@@ -274,6 +274,28 @@ def test_compare_gate_sbp_and_snn(tmp_path):
     assert _finite_in(res["runs"][0]["final_test_acc"], 0, 1)
 
 
+def test_compare_sbp_local_is_sbp_without_spread(tmp_path):
+    """sbp-local is SBP with lambda_f = 0 whatever --sbp-fraction says: with --sbp-fraction 0 the
+    two methods train identically; with the default 0.2 only sbp changes, sbp-local does not."""
+    def runs(out, *extra):
+        compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "2", "--methods", "sbp,sbp-local",
+                      "--quiet", "--no-plots", "--out", str(tmp_path / out), *extra])
+        res = json.loads((tmp_path / out / "results.json").read_text())
+        return {r["method"]: r for r in res["runs"]}, res
+
+    zero, _ = runs("zero", "--sbp-fraction", "0")
+    spread, res = runs("spread")
+    key = lambda r: (r["test_acc_per_epoch"], r["weight_change"]["mean_abs"], r["weight_change"]["max_abs"])
+    assert key(zero["sbp"]) == key(zero["sbp-local"])
+    assert key(spread["sbp-local"]) == key(zero["sbp-local"])
+    assert spread["sbp"]["weight_change"]["mean_abs"] != spread["sbp-local"]["weight_change"]["mean_abs"]
+    assert res["config"]["lr"] == {"sbp": 3.0, "sbp-local": 3.0}
+    assert all(_finite_in(r["final_test_acc"], 0.5, 1) for r in spread.values())  # both learn digits
+    assert "| sbp-local |" in (tmp_path / "spread" / "results.md").read_text()
+    with pytest.raises(SystemExit):
+        compare.main(["--dataset", "digits", "--model", "conv", "--methods", "sbp-local", "--out", str(tmp_path)])
+
+
 def test_compare_bad_flags(tmp_path):
     with pytest.raises(SystemExit):
         compare.main(["--methods", "bp,foo", "--dataset", "digits", "--out", str(tmp_path)])

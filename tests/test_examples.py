@@ -33,3 +33,16 @@ def test_mlp_naca_vs_bp_example():
 def test_snn_example():
     out = run("snn_fashion_mnist.py", "--train", "300", "--test", "200", "--epochs", "1", "--hidden", "32", "--T", "4")
     assert all(name in out for name in ("NACA", "SBP", "BP"))
+
+
+def test_sbp_spread_size_example_on_digits():
+    """The spread's share of the update grows with lambda_f (about linearly) and shrinks with the width."""
+    out = run("sbp_spread_size.py", "--dataset", "digits", "--widths", "8,256", "--models", "ann",
+              "--train-batches", "5", "--batches", "2")
+    rows = [r.split("|")[1:-1] for r in out.splitlines() if r.startswith("| ANN")]
+    size = {(int(r[1]), r[2].strip(), float(r[3])): float(r[4]) for r in rows}  # W_in column
+    assert len(size) == 8 and all(v > 0 for v in size.values())
+    for stage in ("init", "trained"):
+        for w in (8, 256):
+            assert 3.5 < size[(w, stage, 1.0)] / size[(w, stage, 0.2)] < 6.5
+        assert size[(256, stage, 0.2)] < size[(8, stage, 0.2)]

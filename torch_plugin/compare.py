@@ -28,7 +28,10 @@ from torch import Tensor, nn
 from . import data as tpdata
 from . import metrics as M
 
-METHODS = ("bp", "naca", "sbp", "bp-surrogate")
+METHODS = ("bp", "naca", "sbp", "sbp-local", "bp-surrogate")
+# sbp-local: SBP's local rule alone, without the self-backpropagated and lateral spread
+# (lambda_f = 0): the papers' "without SBP" control (ALGORITHMS.md 2.3).
+SBP_METHODS = ("sbp", "sbp-local")
 GATED_METHODS = ("naca", "bp", "bp-surrogate")  # --gate: the runs that get the input gate (not sbp)
 MODELS = ("mlp", "conv", "snn")
 
@@ -39,6 +42,7 @@ DEFAULT_LR = {
     ("bp", "sgd"): 0.1, ("bp", "adam"): 1e-3,
     ("naca", "sgd"): None, ("naca", "adam"): 1e-3,  # None: 2 / in_features (0.0026 at 784, 0.031 at 64)
     ("sbp", "sgd"): 3.0, ("sbp", "adam"): 3.0,      # SBP has its own step (alpha = lr * (0.1, 0.05))
+    ("sbp-local", "sgd"): 3.0, ("sbp-local", "adam"): 3.0,
     ("bp-surrogate", "sgd"): 0.1, ("bp-surrogate", "adam"): 1e-3,
 }
 SNN_NACA_LR = {"sgd": 1e-3, "adam": 1e-3}
@@ -55,7 +59,7 @@ RESULTS_SCHEMA = {
     "files": "dict: table (results.md), plots (list of PNG names)",
 }
 RUN_SCHEMA = {
-    "method": "bp | naca | sbp | bp-surrogate", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
+    "method": "bp | naca | sbp | sbp-local | bp-surrogate", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
     "optimizer": "sgd | adam | sbp", "lr": "float", "parameters": "int, trainable parameters",
     "epochs": "list of {task, epoch, train_acc, test_acc, seconds, samples_per_s} in training order "
               "(task 0 in the standard scenario; test_acc on the whole test set)",
@@ -90,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the same network with backprop, NACA and SBP; report accuracy, epochs to "
                     "criterion, cost, forgetting; write results.json, results.md and plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--methods", default="bp,naca", help="comma list of: " + ", ".join(METHODS))
+    p.add_argument("--methods", default="bp,naca",
+                   help="comma list of: " + ", ".join(METHODS) + " (sbp-local: SBP without the spread, "
+                        "lambda_f = 0, the papers' 'without SBP' control)")
     p.add_argument("--model", default="mlp", choices=MODELS,
                    help="mlp: Flatten-NACALinear(tanh)-NACAOutput; conv: the papers' conv64-conv128-FC-FC; "
                         "snn: models.spiking_mlp (LIF, T steps)")
@@ -120,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "classification code), sgd for class-incremental (their class-CL code)")
     p.add_argument("--lr", default="",
                    help="per-method learning rates, e.g. bp=0.1,naca=0.003 (defaults: bp sgd 0.1 / adam 1e-3; "
-                        "naca sgd 2/in_features / adam 1e-3; sbp 3.0 (snn 2.0); bp-surrogate adam 1e-3)")
+                        "naca sgd 2/in_features / adam 1e-3; sbp and sbp-local 3.0 (snn 2.0); bp-surrogate adam 1e-3)")
     p.add_argument("--activation", default="tanh", choices=("tanh", "sigmoid", "relu"),
                    help="hidden activation of the mlp/conv models (sbp's ANN is always sigmoid)")
     p.add_argument("--output-sigmoid-grad", default="auto", choices=("auto", "on", "off"),
@@ -131,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SBP's local rule (learn.SBP local_rule)")
     p.add_argument("--sbp-relax-steps", type=int, default=0,
                    help="SBP: homeostatic relaxation steps of the hidden state (0: re-run the layer)")
-    p.add_argument("--sbp-fraction", type=float, default=0.2, help="SBP lambda_f (0: no spread)")
+    p.add_argument("--sbp-fraction", type=float, default=0.2, help="SBP lambda_f of the sbp runs (0: no spread; sbp-local runs always use 0)")
     p.add_argument("--sbp-percentage", type=float, default=1.0, help="SBP lambda_p")
     p.add_argument("--snn-current", default="linear", choices=("linear", "sigmoid"),
                    help="--model snn: each layer integrates W x_t + b (linear) or sigmoid(W x_t + b) (the authors' "
@@ -179,15 +185,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
     if "bp-surrogate" in a.methods and a.model != "snn":
         p.error("--methods bp-surrogate trains a spiking network: use it with --model snn")
-    if "sbp" in a.methods and a.model == "conv":
-        p.error("--methods sbp needs a one-hidden-layer network: --model mlp or snn")
+    sbp = [m for m in a.methods if m in SBP_METHODS]
+    if sbp and a.model == "conv":
+        p.error(f"--methods {','.join(sbp)} needs a one-hidden-layer network: --model mlp or snn")
     a.seeds = _int_list(a.seeds)
     a.hidden = _int_list(a.hidden)
     a.channels = _int_list(a.channels)
     if not a.seeds or not a.hidden:
         p.error("--seeds and --hidden need at least one value")
-    if "sbp" in a.methods and len(a.hidden) != 1:
-        p.error("--methods sbp needs exactly one hidden layer (--hidden N)")
+    if sbp and len(a.hidden) != 1:
+        p.error(f"--methods {','.join(sbp)} needs exactly one hidden layer (--hidden N)")
     ci = a.scenario == "class-incremental"
     if a.epochs is None:
         a.epochs = 10 if ci else 5
@@ -257,7 +264,7 @@ def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Mo
         return (models.conv_net(ds.sample_shape, n, channels=args.channels, hidden=args.hidden[0],
                                 activation=args.activation, seed=seed),
                 f"conv {ch}-FC{args.hidden[0]}-FC{n}")
-    if method == "sbp":
+    if method in SBP_METHODS:
         sbp_ann = _import("torch_plugin.models.sbp_ann", "--methods sbp")
         return sbp_ann(d, args.hidden[0], n, seed=seed), f"mlp {d}-{hid}-{n} (sigmoid)"
     sig = args.output_sigmoid_grad != "off"
@@ -270,7 +277,7 @@ def resolve_lr(args, method: str, ds: tpdata.Dataset) -> float:
         return args.lr_given[method]
     if method == "naca" and args.model == "snn":
         return SNN_NACA_LR[args.optimizer]
-    if method == "sbp" and args.model == "snn":
+    if method in SBP_METHODS and args.model == "snn":
         return SBP_SNN_LR
     lr = DEFAULT_LR[(method, args.optimizer)]
     if lr is None:  # NACA in-place SGD: the batch-summed update scales with the fan-in
@@ -345,10 +352,11 @@ def make_step(args, method: str, model: nn.Module, lr: float,
             return step, args.optimizer
         learner = NACA(model, lr=lr, check_labels=False, **rule)
         return learner.step, "sgd"
-    if method == "sbp":
+    if method in SBP_METHODS:
         SBP = _import("torch_plugin.learn.SBP", "--methods sbp")
+        fraction = 0.0 if method == "sbp-local" else args.sbp_fraction
         learner = SBP(model, lr=lr, seed=0, local_rule=args.sbp_rule, relax_steps=args.sbp_relax_steps,
-                      fraction=args.sbp_fraction, percentage=args.sbp_percentage)
+                      fraction=fraction, percentage=args.sbp_percentage)
         return learner.step, "sbp"
     # bp (and bp-surrogate: BPTT through the spiking model's surrogate spike gradients); a gate's
     # mask multiplies the hidden activity, so autograd gates the hidden layer's gradient with it.
