@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SBP's local rule (learn.SBP local_rule)")
     p.add_argument("--sbp-relax-steps", type=int, default=0,
                    help="SBP: homeostatic relaxation steps of the hidden state (0: re-run the layer)")
-    p.add_argument("--sbp-fraction", type=float, default=0.2, help="SBP lambda_f of the sbp runs (0: no spread; sbp-local runs always use 0)")
+    p.add_argument("--sbp-fraction", type=float, default=0.2,
+                   help="SBP lambda_f of the sbp runs (0: no spread; sbp-local runs always use 0)")
     p.add_argument("--sbp-percentage", type=float, default=1.0, help="SBP lambda_p")
     p.add_argument("--snn-current", default="linear", choices=("linear", "sigmoid"),
                    help="--model snn: each layer integrates W x_t + b (linear) or sigmoid(W x_t + b) (the authors' "
