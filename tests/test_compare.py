@@ -422,6 +422,17 @@ def test_compare_snn_flags_need_snn_model():
             compare.parse_args(["--dataset", "digits", "--model", "mlp"] + flag)
 
 
+def test_compare_sbp_flags_need_an_sbp_method():
+    for flag in (["--sbp-rule", "symmetric"], ["--sbp-relax-steps", "5"], ["--sbp-fraction", "1"],
+                 ["--sbp-percentage", "0.5"]):
+        with pytest.raises(SystemExit):
+            compare.parse_args(["--dataset", "digits", "--methods", "bp,naca"] + flag)
+        compare.parse_args(["--dataset", "digits", "--methods", "bp,sbp"] + flag)
+    with pytest.raises(SystemExit):  # sbp-local ignores lambda_f: say so rather than drop it
+        compare.parse_args(["--dataset", "digits", "--methods", "sbp-local", "--sbp-fraction", "1"])
+    compare.parse_args(["--dataset", "digits", "--methods", "sbp-local", "--sbp-rule", "symmetric"])
+
+
 @pytest.mark.parametrize("rule", ["all-steps", "last-step", "chain"])
 def test_measured_macs_of_spiking_naca_rules(rule):
     """The FLOP counter knows both NACA-SNN update ops: forward T (I H + H N) multiplies per

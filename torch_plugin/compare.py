@@ -32,7 +32,7 @@ METHODS = ("bp", "naca", "sbp", "sbp-local", "bp-surrogate")
 # sbp-local: SBP's local rule alone, without the self-backpropagated and lateral spread
 # (lambda_f = 0): the papers' "without SBP" control (ALGORITHMS.md 2.3).
 SBP_METHODS = ("sbp", "sbp-local")
-GATED_METHODS = ("naca", "bp", "bp-surrogate")  # --gate: the runs that get the input gate (not sbp)
+GATED_METHODS = ("naca", "bp", "bp-surrogate")  # --gate: the runs that get the input gate (not sbp, sbp-local)
 MODELS = ("mlp", "conv", "snn")
 
 # Default learning rates, measured on digits and a Fashion-MNIST subset (examples/results/README.md).
@@ -228,6 +228,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                if getattr(a, k) != p.get_default(k)]
     if snn_set and a.model != "snn":
         p.error(f"{', '.join(snn_set)} apply to --model snn")
+    sbp_set = [f"--{k.replace('_', '-')}" for k in ("sbp_rule", "sbp_relax_steps", "sbp_fraction", "sbp_percentage")
+               if getattr(a, k) != p.get_default(k)]
+    if sbp_set and not sbp:
+        p.error(f"{', '.join(sbp_set)} apply to --methods sbp or sbp-local")
+    if "--sbp-fraction" in sbp_set and "sbp" not in a.methods:
+        p.error("--sbp-fraction applies to --methods sbp (sbp-local runs always use lambda_f = 0)")
     if a.sbp_relax_steps < 0 or a.sbp_fraction < 0 or not 0.0 <= a.sbp_percentage <= 1.0:
         p.error("--sbp-relax-steps and --sbp-fraction must be >= 0, --sbp-percentage in [0, 1]")
     return a
