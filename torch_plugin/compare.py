@@ -42,7 +42,6 @@ DEFAULT_LR = {
     ("bp", "sgd"): 0.1, ("bp", "adam"): 1e-3,
     ("naca", "sgd"): None, ("naca", "adam"): 1e-3,  # None: 2 / in_features (0.0026 at 784, 0.031 at 64)
     ("sbp", "sgd"): 3.0, ("sbp", "adam"): 3.0,      # SBP has its own step (alpha = lr * (0.1, 0.05))
-    ("sbp-local", "sgd"): 3.0, ("sbp-local", "adam"): 3.0,
     ("bp-surrogate", "sgd"): 0.1, ("bp-surrogate", "adam"): 1e-3,
 }
 SNN_NACA_LR = {"sgd": 1e-3, "adam": 1e-3}
@@ -177,6 +176,11 @@ def _int_list(text: str) -> list[int]:
     return [int(v) for v in str(text).split(",") if v.strip() != ""]
 
 
+def _changed_flags(p: argparse.ArgumentParser, a: argparse.Namespace, *dests: str) -> list[str]:
+    """The flags among dests (argparse dest names) given a value other than their default."""
+    return [f"--{k.replace('_', '-')}" for k in dests if getattr(a, k) != p.get_default(k)]
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = build_parser()
     a = p.parse_args(argv)
@@ -224,12 +228,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--gate-delta must be >= 0")
     if a.stp and a.model != "snn":
         p.error("--stp applies to --model snn")
-    snn_set = [f"--{k.replace('_', '-')}" for k in ("snn_current", "snn_lens", "snn_rule")
-               if getattr(a, k) != p.get_default(k)]
+    snn_set = _changed_flags(p, a, "snn_current", "snn_lens", "snn_rule")
     if snn_set and a.model != "snn":
         p.error(f"{', '.join(snn_set)} apply to --model snn")
-    sbp_set = [f"--{k.replace('_', '-')}" for k in ("sbp_rule", "sbp_relax_steps", "sbp_fraction", "sbp_percentage")
-               if getattr(a, k) != p.get_default(k)]
+    sbp_set = _changed_flags(p, a, "sbp_rule", "sbp_relax_steps", "sbp_fraction", "sbp_percentage")
     if sbp_set and not sbp:
         p.error(f"{', '.join(sbp_set)} apply to --methods sbp or sbp-local")
     if "--sbp-fraction" in sbp_set and "sbp" not in a.methods:
@@ -286,7 +288,8 @@ def resolve_lr(args, method: str, ds: tpdata.Dataset) -> float:
         return SNN_NACA_LR[args.optimizer]
     if method in SBP_METHODS and args.model == "snn":
         return SBP_SNN_LR
-    lr = DEFAULT_LR[(method, args.optimizer)]
+    base = "sbp" if method in SBP_METHODS else method  # sbp-local: sbp's default, the controlled comparison
+    lr = DEFAULT_LR[(base, args.optimizer)]
     if lr is None:  # NACA in-place SGD: the batch-summed update scales with the fan-in
         lr = 2.0 / ds.in_features
     return float(lr)
