@@ -296,6 +296,31 @@ def test_compare_sbp_local_is_sbp_without_spread(tmp_path):
         compare.main(["--dataset", "digits", "--model", "conv", "--methods", "sbp-local", "--out", str(tmp_path)])
 
 
+def test_compare_bias_choices(tmp_path):
+    """--bias none builds every model and method without biases (the authors' ANNs), --bias output
+    keeps the output layer's only (their SNN): the parameter counts say which, the model's name
+    says so, and every run learns."""
+    def run(out, *extra):
+        compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "2", "--quiet", "--no-plots",
+                      "--out", str(tmp_path / out), *extra])
+        return json.loads((tmp_path / out / "results.json").read_text())
+
+    res = run("mlp", "--bias", "none", "--methods", "bp,naca,sbp,sbp-local", "--optimizer", "sgd")
+    assert res["config"]["bias"] == "none"
+    for r in res["runs"]:
+        assert r["parameters"] == 64 * 32 + 32 * 10 and r["model"].endswith("no bias"), r["method"]
+        assert _finite_in(r["final_test_acc"], 0.5, 1), r["method"]
+    res = run("snn", "--bias", "output", "--model", "snn", "--hidden", "16", "--T", "4", "--train-subset", "300",
+              "--test-subset", "100", "--methods", "naca,sbp,bp-surrogate", "--gate")
+    for r in res["runs"]:
+        assert r["parameters"] == 64 * 16 + 16 * 10 + 10 and r["model"].endswith("output bias only")
+        assert _finite_in(r["final_test_acc"], 0, 1)
+    res = run("conv", "--bias", "none", "--model", "conv", "--channels", "4,8", "--hidden", "16", "--train-subset",
+              "300", "--test-subset", "100", "--methods", "bp,naca")
+    assert all(r["parameters"] == 1 * 4 * 9 + 4 * 8 * 9 + 8 * 2 * 2 * 16 + 16 * 10 for r in res["runs"])
+    assert run("all", "--methods", "naca", "--epochs", "1")["runs"][0]["parameters"] == 64 * 32 + 32 + 32 * 10 + 10
+
+
 def test_compare_bad_flags(tmp_path):
     with pytest.raises(SystemExit):
         compare.main(["--methods", "bp,foo", "--dataset", "digits", "--out", str(tmp_path)])
@@ -445,3 +470,11 @@ def test_measured_macs_of_spiking_naca_rules(rule):
     per_step = 8 * 6 + 6 * 3
     expect = 5 * per_step + (per_step if rule == "last-step" else 5 * per_step)
     assert metrics.measured_macs(lambda: learner.step(x, y), 4) == pytest.approx(expect)
+
+
+def test_readme_documents_every_flag():
+    """The README's flag table names every option of the command (docs that drift get caught)."""
+    readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md"), encoding="utf-8").read()
+    flags = [o for a in compare.build_parser()._actions for o in a.option_strings if o.startswith("--")]
+    missing = [f for f in flags if f != "--help" and f"`{f}`" not in readme]
+    assert len(flags) > 30 and not missing, missing

@@ -140,18 +140,22 @@ def test_sbp_rejects_other_models():
         learn.SBP(models.spiking_mlp(8, [4, 4], 3))
 
 
+@pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("rule", ["contrastive", "symmetric", "differential"])
-def test_sbp_local_rules_follow_their_equations(rule):
-    """fraction = 0 (no spread): W += lr * alpha * dW with dW the rule's (post, pre) change / (beta B)."""
+def test_sbp_local_rules_follow_their_equations(rule, bias):
+    """fraction = 0 (no spread): W += lr * alpha * dW with dW the rule's (post, pre) change / (beta B)
+    (bias=False: the authors' bias-free layers)."""
     torch.manual_seed(3)
-    m = models.sbp_ann(6, 5, 3, seed=0).double()
+    m = models.sbp_ann(6, 5, 3, seed=0, bias=bias).double()
     hid, out = m[1], m[2]
     x, y = torch.rand(4, 6, dtype=torch.float64), torch.tensor([0, 2, 1, 2])
-    w_in, b_in, w_out = hid.weight.detach().clone(), hid.bias.detach().clone(), out.weight.detach().clone()
+    w_in, w_out = hid.weight.detach().clone(), out.weight.detach().clone()
+    b_in = hid.bias.detach().clone() if bias else 0.0
+    b_out = out.bias.detach().clone() if bias else 0.0
     beta, lr, alpha = 0.5, 2.0, (0.1, 0.05)
     z_h = x @ w_in.t() + b_in
     r_h = torch.sigmoid(z_h)
-    r_o = torch.sigmoid(r_h @ w_out.t() + out.bias.detach())
+    r_o = torch.sigmoid(r_h @ w_out.t() + b_out)
     r_ob = r_o + beta * (torch.nn.functional.one_hot(y, 3).double() - r_o)
     r_hb = torch.sigmoid(z_h + (r_ob - r_o) @ w_out)
     change = {"contrastive": lambda p0, pb, q0, qb: (qb - q0).t() @ p0,
@@ -164,6 +168,7 @@ def test_sbp_local_rules_follow_their_equations(rule):
     torch.testing.assert_close(hid.weight.detach(), w_in + lr * alpha[0] * dw_in)
     if rule == "differential":  # the input of W_in is the same in both phases: no local change
         assert torch.equal(hid.weight.detach(), w_in)
+    assert (hid.bias is None and out.bias is None) == (not bias)
 
 
 def test_sbp_rejects_unknown_rule_and_negative_relax():
@@ -208,3 +213,31 @@ def test_sbp_rejects_out_of_range_labels_before_writing(device, kind):
     learner.step(x, torch.tensor([0, 1, 2, 3, 0], device=device))
     assert not all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
 
+
+
+@pytest.mark.parametrize("kind,kw", [("ann", {}), ("ann", {"relax_steps": 5}), ("snn", {}),
+                                     ("snn", {"relax_steps": 5}), ("snn_stp", {})])
+def test_sbp_bias_free_step_equals_zero_bias_step(kind, kw):
+    """A bias-free model (the authors' layers) takes the same first weight step as the same
+    model with its biases set to zero: every path of the learner handles bias=None."""
+    def make(bias):
+        torch.manual_seed(0)
+        if kind == "ann":
+            return models.sbp_ann(12, 9, 4, seed=0, bias=bias)
+        return models.sbp_snn(12, 9, 4, T=5, seed=0, stp=kind == "snn_stp", bias=bias)
+    free, zero = make(False), make(True)
+    with torch.no_grad():
+        for a, b in zip((m for m in free if hasattr(m, "weight")), (m for m in zero if hasattr(m, "weight"))):
+            a.weight.copy_(b.weight)
+            b.bias.zero_()
+    assert all(getattr(m, "bias", None) is None for m in free)
+    x, y = torch.rand(6, 12, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3, 1, 2])
+    before = [m.weight.detach().clone() for m in free if hasattr(m, "weight")]
+    for m in (free, zero):
+        torch.manual_seed(5)  # the encoder's spikes
+        learn.SBP(m, lr=2.0, seed=0, **kw).step(x, y)
+    after_free = [m.weight.detach() for m in free if hasattr(m, "weight")]
+    after_zero = [m.weight.detach() for m in zero if hasattr(m, "weight")]
+    for w0, wf, wz in zip(before, after_free, after_zero):
+        assert not torch.equal(w0, wf)
+        torch.testing.assert_close(wf, wz)

@@ -44,6 +44,7 @@ DEFAULT_LR = {
     ("sbp", "sgd"): 3.0, ("sbp", "adam"): 3.0,      # SBP has its own step (alpha = lr * (0.1, 0.05))
     ("bp-surrogate", "sgd"): 0.1, ("bp-surrogate", "adam"): 1e-3,
 }
+BIAS_CHOICES = ("all", "none", "output")
 SNN_NACA_LR = {"sgd": 1e-3, "adam": 1e-3}
 SBP_SNN_LR = 2.0
 
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "naca sgd 2/in_features / adam 1e-3; sbp and sbp-local 3.0 (snn 2.0); bp-surrogate adam 1e-3)")
     p.add_argument("--activation", default="tanh", choices=("tanh", "sigmoid", "relu"),
                    help="hidden activation of the mlp/conv models (sbp's ANN is always sigmoid)")
+    p.add_argument("--bias", default="all", choices=BIAS_CHOICES,
+                   help="which layers have a bias (every model and method): all; none (the authors' ANNs); "
+                        "output (the output layer only: the authors' class-incremental SNN)")
     p.add_argument("--output-sigmoid-grad", default="auto", choices=("auto", "on", "off"),
                    help="NACA output delta (sigmoid(z)-y)*sigmoid'(z) (on) or without sigmoid' (off); auto: on "
                         "(the authors' classification and class-CL codes both backpropagate the MSE error through "
@@ -260,25 +264,29 @@ def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Mo
 
     n, d = ds.num_classes, ds.in_features
     hid = "-".join(str(h) for h in args.hidden)
+    bias, out_bias = args.bias == "all", args.bias != "none"
+    nb = {"all": "", "none": " no bias", "output": " output bias only"}[args.bias]
     if args.model == "snn":
         spiking_mlp = _import("torch_plugin.models.spiking_mlp", "--model snn")
         return (spiking_mlp(d, args.hidden, n, T=args.T, seed=seed, stp=args.stp, current=args.snn_current,
-                            lens=args.snn_lens),
+                            lens=args.snn_lens, bias=bias, output_bias=out_bias),
                 f"snn {d}-{hid}-{n} T={args.T}" + (" STP" if args.stp else "")
-                + (" sigmoid current" if args.snn_current == "sigmoid" else ""))
+                + (" sigmoid current" if args.snn_current == "sigmoid" else "") + nb)
     if args.model == "conv":
         if len(ds.sample_shape) != 3:
             raise SystemExit(f"--model conv needs image data (C, H, W); this dataset's samples are {ds.sample_shape}")
         ch = "-".join(f"conv{c}" for c in args.channels)
         return (models.conv_net(ds.sample_shape, n, channels=args.channels, hidden=args.hidden[0],
-                                activation=args.activation, seed=seed),
-                f"conv {ch}-FC{args.hidden[0]}-FC{n}")
+                                activation=args.activation, seed=seed, bias=bias, output_bias=out_bias),
+                f"conv {ch}-FC{args.hidden[0]}-FC{n}{nb}")
     if method in SBP_METHODS:
         sbp_ann = _import("torch_plugin.models.sbp_ann", "--methods sbp")
-        return sbp_ann(d, args.hidden[0], n, seed=seed), f"mlp {d}-{hid}-{n} (sigmoid)"
+        return (sbp_ann(d, args.hidden[0], n, seed=seed, bias=bias, output_bias=out_bias),
+                f"mlp {d}-{hid}-{n} (sigmoid){nb}")
     sig = args.output_sigmoid_grad != "off"
-    return (models.mlp(d, args.hidden, n, activation=args.activation, seed=seed, sigmoid_grad=sig),
-            f"mlp {d}-{hid}-{n}")
+    return (models.mlp(d, args.hidden, n, activation=args.activation, seed=seed, sigmoid_grad=sig, bias=bias,
+                       output_bias=out_bias),
+            f"mlp {d}-{hid}-{n}{nb}")
 
 
 def resolve_lr(args, method: str, ds: tpdata.Dataset) -> float:

@@ -8,45 +8,57 @@ from torch import nn
 from .nn import NACAConv2d, NACALinear, NACAOutput
 
 
+def _out_bias(bias: bool, output_bias: Optional[bool]) -> bool:
+    """Whether the output layer has a bias: output_bias, or as the hidden layers when None."""
+    return bool(bias) if output_bias is None else bool(output_bias)
+
+
 def mlp(in_features: int, hidden: Sequence[int], num_classes: int, activation: str = "tanh",
-        ni_init: str = "uniform", seed: Optional[int] = None, sigmoid_grad: bool = True) -> nn.Sequential:
+        ni_init: str = "uniform", seed: Optional[int] = None, sigmoid_grad: bool = True,
+        bias: bool = True, output_bias: Optional[bool] = None) -> nn.Sequential:
     """Flatten -> NACALinear(act) x len(hidden) -> NACAOutput (logits).
 
     With a seed, hidden layer i draws its NI from seed + i (weights follow torch's RNG).
+    bias: the hidden layers have biases; output_bias: the output layer has one (None: as bias).
+    The authors' ANNs have none (bias=False).
     """
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
     for i, h in enumerate(hidden):
-        layers.append(NACALinear(width, h, num_classes, activation=activation, ni_init=ni_init,
+        layers.append(NACALinear(width, h, num_classes, bias=bias, activation=activation, ni_init=ni_init,
                                  seed=None if seed is None else seed + i))
         width = h
-    layers.append(NACAOutput(width, num_classes, sigmoid_grad=sigmoid_grad))
+    layers.append(NACAOutput(width, num_classes, bias=_out_bias(bias, output_bias),
+                             sigmoid_grad=sigmoid_grad))
     return nn.Sequential(*layers)
 
 
 def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (64, 128),
-             hidden: int = 1000, activation: str = "tanh", seed: Optional[int] = None) -> nn.Sequential:
+             hidden: int = 1000, activation: str = "tanh", seed: Optional[int] = None,
+             bias: bool = True, output_bias: Optional[bool] = None) -> nn.Sequential:
     """The papers' net: [conv3x3(pad 1) -> act -> avgpool 2] per channel count -> FC hidden -> FC out.
 
     in_shape: (C, H, W). Default channels (64, 128) and hidden 1000 give conv64-conv128-FC1000-FC10.
+    bias: the conv and hidden FC layers have biases; output_bias: the output layer has one (None: as bias).
     """
     c, h, w = in_shape
     layers: list[nn.Module] = []
     for i, ch in enumerate(channels):
-        layers += [NACAConv2d(c, ch, 3, num_classes, (h, w), padding=1, activation=activation,
+        layers += [NACAConv2d(c, ch, 3, num_classes, (h, w), padding=1, bias=bias, activation=activation,
                               seed=None if seed is None else seed + i), nn.AvgPool2d(2)]
         c, h, w = ch, h // 2, w // 2
     layers += [nn.Flatten(),
-               NACALinear(c * h * w, hidden, num_classes, activation=activation,
+               NACALinear(c * h * w, hidden, num_classes, bias=bias, activation=activation,
                           seed=None if seed is None else seed + len(channels)),
-               NACAOutput(hidden, num_classes)]
+               NACAOutput(hidden, num_classes, bias=_out_bias(bias, output_bias))]
     return nn.Sequential(*layers)
 
 
 def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: Optional[int] = None,
                 decay: float = 0.2, threshold: float = 0.5, lens: float = 0.5, surrogate: bool = True,
                 slope: float = 5.0, init_gain: float = 1.0, ni_init: str = "uniform",
-                stp: bool = False, current: str = "linear") -> nn.Sequential:
+                stp: bool = False, current: str = "linear", bias: bool = True,
+                output_bias: Optional[bool] = None) -> nn.Sequential:
     """A spiking MLP: BernoulliEncoder(T) -> NACASpikingLinear x len(hidden) -> output NACASpikingLinear -> SpikeRate.
 
     forward(x): x (B, ...) intensities in [0, 1] (flattened to in_features) ->
@@ -64,6 +76,8 @@ def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: O
     of the input spikes (and its learner correlates with that current).
     current='sigmoid': every layer integrates sigmoid(W x_t + b) (the authors' class-incremental
     SNN; train it as theirs with ``learn.NACA(..., membrane_chain=True)`` and lens=0.2).
+    bias: the hidden layers have biases; output_bias: the output layer has one (None: as bias). The
+    authors' class-incremental SNN has an output bias only (bias=False, output_bias=True).
     """
     from .nn import BernoulliEncoder, NACASpikingLinear, SpikeRate, STPSynapse
 
@@ -73,9 +87,11 @@ def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: O
     kw = dict(decay=decay, threshold=threshold, lens=lens, surrogate=surrogate, slope=slope, ni_init=ni_init,
               current=current)
     for i, h in enumerate(sizes):
-        layers.append(NACASpikingLinear(width, h, num_classes, seed=None if seed is None else seed + i, **kw))
+        layers.append(NACASpikingLinear(width, h, num_classes, bias=bias, seed=None if seed is None else seed + i,
+                                        **kw))
         width = h
     layers.append(NACASpikingLinear(width, num_classes, num_classes, is_output=True,
+                                    bias=_out_bias(bias, output_bias),
                                     seed=None if seed is None else seed + len(sizes), **kw))
     if init_gain != 1.0:
         for m in layers:
@@ -93,9 +109,10 @@ def sbp_snn(in_features: int, hidden: int, num_classes: int, T: int = 20, seed: 
 
 
 def sbp_ann(in_features: int, hidden: int, num_classes: int, activation: str = "sigmoid",
-            seed: Optional[int] = None) -> nn.Sequential:
+            seed: Optional[int] = None, bias: bool = True, output_bias: Optional[bool] = None) -> nn.Sequential:
     """The two-layer ANN for ``learn.SBP``: Flatten -> NACALinear(sigmoid) -> NACAOutput (logits).
 
     SBP reads the output as sigmoid(logits); prediction is logits.argmax(1).
     """
-    return mlp(in_features, [hidden], num_classes, activation=activation, seed=seed)
+    return mlp(in_features, [hidden], num_classes, activation=activation, seed=seed, bias=bias,
+               output_bias=output_bias)
