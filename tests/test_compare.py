@@ -478,3 +478,75 @@ def test_readme_documents_every_flag():
     flags = [o for a in compare.build_parser()._actions for o in a.option_strings if o.startswith("--")]
     missing = [f for f in flags if f != "--help" and f"`{f}`" not in readme]
     assert len(flags) > 30 and not missing, missing
+
+
+def test_compare_restore_best_and_eval_stop(tmp_path):
+    """--restore-best puts back the weights of the epoch with the lowest training-set MSE (so the final
+    accuracy is that epoch's test accuracy); --stop-metric eval stops a task at the first epoch whose
+    re-evaluated training accuracy reaches --stop-at (the authors' class-incremental loop)."""
+    compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "4", "--methods", "bp,naca,sbp",
+                  "--optimizer", "sgd", "--restore-best", "--quiet", "--no-plots", "--out", str(tmp_path / "s")])
+    for r in json.loads((tmp_path / "s" / "results.json").read_text())["runs"]:
+        mse = [e["eval_train_mse"] for e in r["epochs"]]
+        best = int(np.argmin(mse))
+        assert r["restored_epochs"] == [best + 1], (r["method"], mse)
+        assert r["final_test_acc"] == r["test_acc_per_epoch"][best]
+        assert all(_finite_in(e["eval_train_acc"], 0, 1) for e in r["epochs"])
+    compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "3", "--methods", "bp,naca",
+                  "--scenario", "class-incremental", "--stop-metric", "eval", "--stop-at", "0.9", "--quiet",
+                  "--no-plots", "--out", str(tmp_path / "c")])
+    res = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert "re-evaluated" in (tmp_path / "c" / "results.md").read_text()
+    for r in res["runs"]:
+        assert r["restored_epochs"] is None
+        per_task = r["class_incremental"]["epochs_per_task"]
+        for t, n in enumerate(per_task):
+            accs = [e["eval_train_acc"] for e in r["epochs"] if e["task"] == t]
+            assert len(accs) == n and all(a < 0.9 for a in accs[:-1])
+            assert accs[-1] >= 0.9 or n == 3
+
+
+def test_compare_clip_grad_norm(tmp_path):
+    """--clip-grad-norm counts the steps it clipped; a bound that never binds changes nothing (for naca the
+    clipped path is SGD on the pseudo-gradient, which equals the in-place step); sbp runs do not clip."""
+    def run(out, *extra):
+        compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "2", "--methods", "bp,naca,sbp",
+                      "--optimizer", "sgd", "--quiet", "--no-plots", "--out", str(tmp_path / out), *extra])
+        return {r["method"]: r for r in json.loads((tmp_path / out / "results.json").read_text())["runs"]}
+
+    plain, loose, tight = run("p"), run("l", "--clip-grad-norm", "1e9"), run("t", "--clip-grad-norm", "1e-3")
+    steps = 2 * math.ceil(1437 / 32)  # digits' training split: 1437 samples
+    for m in ("bp", "naca"):
+        assert loose[m]["grad_clip"] == {"max_norm": 1e9, "steps": steps, "clipped_steps": 0}
+        assert tight[m]["grad_clip"]["clipped_steps"] == steps
+        assert np.allclose(loose[m]["test_acc_per_epoch"], plain[m]["test_acc_per_epoch"], atol=0.01), m
+        assert tight[m]["final_test_acc"] < plain[m]["final_test_acc"] - 0.2  # steps of norm 1e-3 barely move
+    assert loose["sbp"]["grad_clip"] is None and plain["bp"]["grad_clip"] is None
+    assert loose["sbp"]["test_acc_per_epoch"] == plain["sbp"]["test_acc_per_epoch"]
+
+
+@pytest.mark.parametrize("argv", [["--stop-metric", "eval", "--stop-at", "0"], ["--clip-grad-norm", "-1"],
+                                  ["--clip-grad-norm", "10", "--methods", "sbp"]])
+def test_compare_rejects_bad_loop_flags(argv, tmp_path):
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--dataset", "digits", "--out", str(tmp_path), *argv])
+
+
+def test_class_order_shuffled_per_seed(tmp_path):
+    """--class-order shuffled: each seed draws its own class order, shared by every method of that seed."""
+    assert data.class_incremental_tasks(5, 2, order=[3, 0, 4, 1, 2]) == [[3, 0], [4, 1], [2]]
+    with pytest.raises(ValueError, match="permutation"):
+        data.class_incremental_tasks(4, 1, order=[0, 1, 1, 2])
+    compare.main(["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--methods", "bp,naca", "--seeds", "0,1",
+                  "--scenario", "class-incremental", "--tasks-classes", "1", "--class-order", "shuffled",
+                  "--train-subset", "400", "--test-subset", "200", "--quiet", "--no-plots", "--out", str(tmp_path)])
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    tasks = {(r["method"], r["seed"]): r["class_incremental"]["tasks"] for r in runs}
+    assert tasks[("bp", 0)] == tasks[("naca", 0)] and tasks[("bp", 1)] == tasks[("naca", 1)]
+    assert tasks[("bp", 0)] != tasks[("bp", 1)]
+    for t in tasks.values():
+        assert sorted(c for task in t for c in task) == list(range(10)) and all(len(task) == 1 for task in t)
+    for r in runs:  # the per-class metrics follow the run's own order
+        assert _finite_in(r["class_incremental"]["forgetting_per_class"], -1, 1)
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--class-order", "shuffled"])

@@ -62,9 +62,12 @@ RUN_SCHEMA = {
     "method": "bp | naca | sbp | sbp-local | bp-surrogate", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
     "optimizer": "sgd | adam | sbp", "lr": "float", "parameters": "int, trainable parameters",
     "epochs": "list of {task, epoch, train_acc, test_acc, seconds, samples_per_s} in training order "
-              "(task 0 in the standard scenario; test_acc on the whole test set)",
+              "(task 0 in the standard scenario; test_acc on the whole test set); with --stop-metric eval or "
+              "--restore-best also eval_train_acc, eval_train_mse (the task's training set after the epoch)",
     "test_acc_per_epoch": "list of float, test accuracy after each epoch (whole test set)",
-    "final_test_acc": "float in [0, 1]",
+    "final_test_acc": "float in [0, 1] (with --restore-best: of the restored weights)",
+    "restored_epochs": "null, or (--restore-best) the epoch whose weights were restored at the end of each task",
+    "grad_clip": "null, or (--clip-grad-norm) {max_norm, steps, clipped_steps: steps where the norm exceeded it}",
     "epochs_to_criterion": "standard scenario: metrics.epochs_to_criterion of the run's own test errors "
                            "{value, thresholds, rule, censored, reached}; null in class-incremental",
     "epochs_to_criterion_shared": "same with the best error over all runs of the study as the lower end",
@@ -106,11 +109,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default="standard", choices=("standard", "class-incremental"))
     p.add_argument("--tasks-classes", type=int, default=2, choices=(1, 2),
                    help="classes per task in the class-incremental scenario")
+    p.add_argument("--class-order", default="fixed", choices=("fixed", "shuffled"),
+                   help="class-incremental task order: classes 0..N-1 in order, or shuffled by each seed (the "
+                        "same order for every method of that seed; the authors' default)")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs (standard, default 5) or the most epochs per task (class-incremental, default 10)")
     p.add_argument("--stop-at", type=float, default=None,
                    help="stop a task (standard: the training) once the epoch's training accuracy reaches this "
                         "(class-incremental default 0.95, the papers' rule; 0 disables)")
+    p.add_argument("--stop-metric", default="running", choices=("running", "eval"),
+                   help="the training accuracy --stop-at reads: running (counted during the epoch) or eval (the "
+                        "task's training set re-evaluated after the epoch, eval mode, batches of --batch-size in "
+                        "order: the authors' class-CL 'validation', a copy of the task's training set)")
+    p.add_argument("--restore-best", action="store_true",
+                   help="at the end of each task (standard: of training) restore the weights of the epoch with the "
+                        "lowest MSE between the outputs (sigmoid of the logits; snn: the rates) and one-hot labels "
+                        "on the task's training set, evaluated after each epoch (the authors' class-CL loop)")
+    p.add_argument("--clip-grad-norm", type=float, default=0.0,
+                   help="clip the gradient (naca: the pseudo-gradient, which then goes through the optimizer) to "
+                        "this total norm before each step of bp, bp-surrogate and naca runs, as the authors' "
+                        "loops (their class-CL code: 10000); 0: off. sbp runs have no gradient and do not clip")
     p.add_argument("--dataset", default="fashion-mnist",
                    help="fashion-mnist | digits | a folder of IDX files | an .npz file")
     p.add_argument("--train-subset", type=int, default=None,
@@ -215,6 +233,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         a.stop_at = 0.95 if ci else 0.0
     if not 0.0 <= a.stop_at <= 1.0:
         p.error("--stop-at must be in [0, 1]")
+    if a.class_order != "fixed" and not ci:
+        p.error("--class-order applies to --scenario class-incremental")
+    if a.stop_metric != "running" and a.stop_at == 0:
+        p.error("--stop-metric eval needs --stop-at > 0")
+    if a.clip_grad_norm < 0:
+        p.error("--clip-grad-norm must be >= 0 (0: off)")
+    if a.clip_grad_norm > 0 and not any(m not in SBP_METHODS for m in a.methods):
+        p.error("--clip-grad-norm applies to bp, bp-surrogate and naca runs (sbp has no gradient)")
     if a.train_subset is None and a.dataset == "fashion-mnist" and not ci:
         a.train_subset = 20000
     lrs = {}
@@ -339,10 +365,26 @@ def gate_delta_raw(args, ds: tpdata.Dataset) -> float:
     return float(args.gate_delta) * float(ds.x_train.float().std())
 
 
-def make_step(args, method: str, model: nn.Module, lr: float,
-              gate_delta: Optional[float] = None) -> tuple[Callable[[Tensor, Tensor], Tensor], str]:
+class GradClipper:
+    """torch.nn.utils.clip_grad_norm_ to max_norm, counting the steps where it bound."""
+
+    def __init__(self, max_norm: float):
+        self.max_norm, self.steps, self.clipped = float(max_norm), 0, 0
+
+    def __call__(self, params) -> None:
+        norm = float(torch.nn.utils.clip_grad_norm_(list(params), self.max_norm))
+        self.steps += 1
+        self.clipped += int(norm > self.max_norm)
+
+    def record(self) -> dict:
+        return {"max_norm": self.max_norm, "steps": self.steps, "clipped_steps": self.clipped}
+
+
+def make_step(args, method: str, model: nn.Module, lr: float, gate_delta: Optional[float] = None,
+              clip: Optional[GradClipper] = None) -> tuple[Callable[[Tensor, Tensor], Tensor], str]:
     """A function step(x, y) -> logits that trains on one batch, and the optimizer's name.
-    gate_delta (raw units): put the input gate on the hidden layers (naca, bp, bp-surrogate)."""
+    gate_delta (raw units): put the input gate on the hidden layers (naca, bp, bp-surrogate).
+    clip: clip the (pseudo-)gradient before each step (naca then steps through torch.optim.SGD)."""
     from .nn import NACALinear, NACASpikingLinear
 
     gates = []
@@ -355,7 +397,7 @@ def make_step(args, method: str, model: nn.Module, lr: float,
         # check_labels=False: data.load_dataset checked every label once (the model has
         # ds.num_classes outputs), so the step need not read them back from the GPU.
         rule = dict(all_steps=args.snn_rule != "last-step", membrane_chain=args.snn_rule == "chain")
-        if args.optimizer == "adam" or gates:
+        if args.optimizer == "adam" or gates or clip is not None:
             opt = (torch.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"
                    else torch.optim.SGD(model.parameters(), lr=lr))  # SGD on the pseudo-gradient = in-place step
             learner = NACA(model, optimizer=opt, check_labels=False, **rule)
@@ -365,6 +407,8 @@ def make_step(args, method: str, model: nn.Module, lr: float,
                 out = learner.local_update(x, y)
                 for g in gates:
                     g.scale_grads()
+                if clip is not None:
+                    clip(model.parameters())
                 opt.step()
                 return out
             return step, args.optimizer
@@ -391,6 +435,8 @@ def make_step(args, method: str, model: nn.Module, lr: float,
             loss = F.cross_entropy(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if clip is not None:
+            clip(model.parameters())
         opt.step()
         return out.detach()
     return step, args.optimizer
@@ -425,6 +471,15 @@ def _log(msg: str, quiet: bool) -> None:
         tqdm.write(msg)
 
 
+def task_list(args, num_classes: int, seed: int) -> list[list[int]]:
+    """The run's tasks: every class at once (standard), or groups of --tasks-classes classes in order
+    or (--class-order shuffled) in a permutation drawn from the seed."""
+    if args.scenario != "class-incremental":
+        return [list(range(num_classes))]
+    order = np.random.RandomState(seed).permutation(num_classes) if args.class_order == "shuffled" else None
+    return tpdata.class_incremental_tasks(num_classes, args.tasks_classes, order)
+
+
 def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list[int]]) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(seed)
@@ -434,7 +489,8 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     lr = resolve_lr(args, method, ds)
     gate = bool(args.gate and method in GATED_METHODS)
     delta_raw = gate_delta_raw(args, ds) if gate else None
-    step, opt_name = make_step(args, method, model, lr, delta_raw)
+    clip = GradClipper(args.clip_grad_norm) if args.clip_grad_norm > 0 and method not in SBP_METHODS else None
+    step, opt_name = make_step(args, method, model, lr, delta_raw, clip)
     layer_name, w_hidden = last_hidden_weight(model)
     w0 = w_hidden.detach().clone() if w_hidden is not None else None
     gen = torch.Generator().manual_seed(seed)
@@ -455,15 +511,30 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
         out[by_class_order] = pred
         return out
 
+    def evaluate_task(x: Tensor, y: Tensor) -> tuple[float, float]:
+        """(accuracy, MSE of the outputs to one-hot) on the task's training set, eval mode, in order."""
+        model.eval()
+        hits, sq = 0, 0.0
+        with torch.no_grad():
+            for i in range(0, len(x), args.batch_size):
+                xb, yb = x[i:i + args.batch_size].to(device), y[i:i + args.batch_size].to(device)
+                out = model(xb)
+                prob = out if args.model == "snn" else torch.sigmoid(out)
+                hits += int((out.argmax(1) == yb).sum())
+                sq += float(((prob - F.one_hot(yb, prob.shape[1]).to(prob.dtype)) ** 2).sum())
+        model.train()
+        return hits / max(len(y), 1), sq / max(len(y) * ds.num_classes, 1)
+
     M.reset_peak_memory(device)
     epochs, test_curve = [], []
     acc_rows, class_rows, epochs_per_task = [], [], []
     leak_rows, leak_class_rows = [], []
+    restored = []  # --restore-best: the epoch restored at the end of each task
     measured = None
     total_time, total_samples = 0.0, 0
     for t, classes in enumerate(tasks):
         xtr, ytr = (ds.x_train, ds.y_train) if not ci else tpdata.task_subset(ds.x_train, ds.y_train, classes)
-        n_task = 0
+        n_task, best = 0, None  # best: (MSE, epoch, weights) for --restore-best
         for epoch in range(args.epochs):
             correct, seen = 0, 0
             nb = math.ceil(len(xtr) / args.batch_size)
@@ -490,10 +561,21 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
             epochs.append({"task": t, "epoch": epoch + 1, "train_acc": train_acc, "test_acc": test_acc,
                            "seconds": timer.seconds, "samples_per_s": seen / max(timer.seconds, 1e-12)})
             n_task += 1
+            stop_acc = train_acc
+            if args.stop_metric == "eval" or args.restore_best:
+                eval_acc, eval_mse = evaluate_task(xtr, ytr)
+                epochs[-1].update(eval_train_acc=eval_acc, eval_train_mse=eval_mse)
+                if args.stop_metric == "eval":
+                    stop_acc = eval_acc
+                if args.restore_best and (best is None or eval_mse < best[0]):
+                    best = (eval_mse, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
             _log(f"{label}: train acc {train_acc:.4f}  test acc {test_acc:.4f}  ({timer.seconds:.1f} s)", args.quiet)
-            if not math.isfinite(train_acc) or (args.stop_at > 0 and train_acc >= args.stop_at):
+            if not math.isfinite(train_acc) or (args.stop_at > 0 and stop_acc >= args.stop_at):
                 break
         epochs_per_task.append(n_task)
+        if best is not None:
+            model.load_state_dict(best[2])
+            restored.append(best[1])
         if ci:
             pred = evaluate()
             acc_rows.append(M.task_accuracies(pred, yte, tasks))
@@ -514,7 +596,10 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     run: dict[str, Any] = {
         "method": method, "seed": seed, "model": desc, "optimizer": opt_name, "lr": lr, "parameters": nparams,
         "gate": gate, "gate_delta_raw": delta_raw, "gate_by_class_eval": leak,
-        "epochs": epochs, "test_acc_per_epoch": test_curve, "final_test_acc": test_curve[-1],
+        "restored_epochs": restored if args.restore_best else None,
+        "grad_clip": clip.record() if clip is not None else None,
+        "epochs": epochs, "test_acc_per_epoch": test_curve,
+        "final_test_acc": M.accuracy(evaluate(), yte) if restored else test_curve[-1],
         "epochs_to_criterion": None if ci else M.epochs_to_criterion([1 - a for a in test_curve]),
         "epochs_to_criterion_shared": None,
         "seconds_per_epoch": total_time / len(epochs),
@@ -720,7 +805,7 @@ def run_study(args) -> dict:
     ds.x_train, ds.y_train = ds.x_train.to(args.device), ds.y_train.to(args.device)
     ds.x_test, ds.y_test = ds.x_test.to(args.device), ds.y_test.to(args.device)
     ci = args.scenario == "class-incremental"
-    tasks = tpdata.class_incremental_tasks(ds.num_classes, args.tasks_classes) if ci else [list(range(ds.num_classes))]
+    tasks = task_list(args, ds.num_classes, args.seeds[0])
     os.makedirs(args.out, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     _log(f"{ds.name}: {len(ds.x_train)} train / {len(ds.x_test)} test, {ds.num_classes} classes; model {args.model}; "
@@ -729,7 +814,7 @@ def run_study(args) -> dict:
     runs = []
     for method in args.methods:
         for seed in args.seeds:
-            runs.append(train_run(args, method, seed, ds, tasks))
+            runs.append(train_run(args, method, seed, ds, task_list(args, ds.num_classes, seed)))
     if not ci:  # epochs to criterion against the best error of the whole study
         best = min(1 - a for r in runs for a in r["test_acc_per_epoch"])
         for r in runs:
@@ -754,8 +839,11 @@ def run_study(args) -> dict:
     if not args.no_plots:
         result["files"]["plots"] = make_plots(runs, args.methods, ci, args.out)
     header = (f"Study: {ds.name}, {runs[0]['model']}, {args.scenario}"
-              + (f" ({len(tasks)} tasks of {args.tasks_classes} classes, stop at {args.stop_at:.0%} train acc, "
-                 f"max {args.epochs} epochs/task)" if ci else f", {args.epochs} epochs")
+              + (f" ({len(tasks)} tasks of {args.tasks_classes} classes, stop at {args.stop_at:.0%} "
+                 + ("train acc re-evaluated after the epoch" if args.stop_metric == "eval" else "train acc")
+                 + f", max {args.epochs} epochs/task)" if ci else f", {args.epochs} epochs")
+              + (", best-MSE epoch restored per task" if args.restore_best else "")
+              + (f", gradient clipped to norm {args.clip_grad_norm:g}" if args.clip_grad_norm > 0 else "")
               + f", {len(ds.x_train)} training samples, batch {args.batch_size}, optimizer {args.optimizer}, "
               f"lr {config['lr']}\n\nCommand: `{result['command']}`\n\n")
     with open(os.path.join(args.out, "results.md"), "w") as f:

@@ -222,11 +222,16 @@ def load_dataset(name: str, train_subset: Optional[int] = None, test_subset: Opt
                    xtr.contiguous(), ytr, xte.contiguous(), yte, num_classes)
 
 
-def class_incremental_tasks(num_classes: int, classes_per_task: int = 2) -> list[list[int]]:
-    """Consecutive class groups: N=10, k=2 -> [[0,1],[2,3],...,[8,9]]; the last task may be smaller."""
+def class_incremental_tasks(num_classes: int, classes_per_task: int = 2,
+                            order: Optional[Sequence[int]] = None) -> list[list[int]]:
+    """Consecutive class groups: N=10, k=2 -> [[0,1],[2,3],...,[8,9]]; the last task may be smaller.
+    order: a permutation of range(num_classes) to group instead of 0..N-1 (e.g. a seeded shuffle)."""
     if classes_per_task < 1:
         raise ValueError(f"classes_per_task must be >= 1, got {classes_per_task}")
-    return [list(range(c, min(c + classes_per_task, num_classes))) for c in range(0, num_classes, classes_per_task)]
+    order = list(range(num_classes)) if order is None else [int(c) for c in order]
+    if sorted(order) != list(range(num_classes)):
+        raise ValueError(f"order must be a permutation of 0..{num_classes - 1}, got {order}")
+    return [order[c:c + classes_per_task] for c in range(0, num_classes, classes_per_task)]
 
 
 def task_subset(x: Tensor, y: Tensor, classes: Sequence[int]) -> tuple[Tensor, Tensor]:
