@@ -550,3 +550,19 @@ def test_class_order_shuffled_per_seed(tmp_path):
         assert _finite_in(r["class_incremental"]["forgetting_per_class"], -1, 1)
     with pytest.raises(SystemExit):
         compare.parse_args(["--class-order", "shuffled"])
+
+
+def test_compare_standardize(tmp_path):
+    """--standardize: inputs with mean 0 and std 1 over the training set, so the gate's delta (in standard
+    deviations) is its raw value; both methods still learn; the spiking model refuses it."""
+    def run(out, *extra):
+        compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "2", "--methods", "bp,naca",
+                      "--optimizer", "sgd", "--quiet", "--no-plots", "--out", str(tmp_path / out), *extra])
+        return json.loads((tmp_path / out / "results.json").read_text())["runs"]
+
+    raw, std = run("raw", "--gate"), run("std", "--gate", "--standardize")
+    assert all(r["gate_delta_raw"] == pytest.approx(0.2, rel=1e-5) for r in std)
+    assert all(r["gate_delta_raw"] == pytest.approx(raw[0]["gate_delta_raw"]) != pytest.approx(0.2) for r in raw)
+    assert all(_finite_in(r["final_test_acc"], 0.8, 1) for r in run("learn", "--standardize"))
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--model", "snn", "--standardize"])

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training samples used (stratified, seeded); default 20000 for the default "
                         "fashion-mnist standard study, all otherwise")
     p.add_argument("--test-subset", type=int, default=None, help="test samples used (default all)")
+    p.add_argument("--standardize", action="store_true",
+                   help="standardize the inputs with the training set's scalar mean and std, as the authors' "
+                        "loaders (MNIST: Normalize(0.1307, 0.3081)); mlp and conv models (the snn encodes [0, 1])")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--seeds", default="0", help="comma list of seeds")
     p.add_argument("--batch-size", type=int, default=32)
@@ -233,6 +236,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         a.stop_at = 0.95 if ci else 0.0
     if not 0.0 <= a.stop_at <= 1.0:
         p.error("--stop-at must be in [0, 1]")
+    if a.standardize and a.model == "snn":
+        p.error("--standardize applies to --model mlp and conv (the spiking model's encoder reads [0, 1] intensities)")
     if a.class_order != "fixed" and not ci:
         p.error("--class-order applies to --scenario class-incremental")
     if a.stop_metric != "running" and a.stop_at == 0:
@@ -802,6 +807,9 @@ def run_study(args) -> dict:
         ds = tpdata.load_dataset(args.dataset, args.train_subset, args.test_subset, seed=0)
     except FileNotFoundError as e:
         raise SystemExit(f"error: {e}") from None
+    if args.standardize:
+        mean, std = ds.x_train.float().mean(), ds.x_train.float().std()
+        ds.x_train, ds.x_test = (ds.x_train - mean) / std, (ds.x_test - mean) / std
     ds.x_train, ds.y_train = ds.x_train.to(args.device), ds.y_train.to(args.device)
     ds.x_test, ds.y_test = ds.x_test.to(args.device), ds.y_test.to(args.device)
     ci = args.scenario == "class-incremental"
