@@ -44,7 +44,7 @@ DEFAULT_LR = {
     ("sbp", "sgd"): 3.0, ("sbp", "adam"): 3.0,      # SBP has its own step (alpha = lr * (0.1, 0.05))
     ("bp-surrogate", "sgd"): 0.1, ("bp-surrogate", "adam"): 1e-3,
 }
-BIAS_CHOICES = ("all", "none", "output")
+BIAS_SUFFIX = {"all": "", "none": " no bias", "output": " output bias only"}  # --bias -> model name suffix
 SNN_NACA_LR = {"sgd": 1e-3, "adam": 1e-3}
 SBP_SNN_LR = 2.0
 
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "naca sgd 2/in_features / adam 1e-3; sbp and sbp-local 3.0 (snn 2.0); bp-surrogate adam 1e-3)")
     p.add_argument("--activation", default="tanh", choices=("tanh", "sigmoid", "relu"),
                    help="hidden activation of the mlp/conv models (sbp's ANN is always sigmoid)")
-    p.add_argument("--bias", default="all", choices=BIAS_CHOICES,
+    p.add_argument("--bias", default="all", choices=tuple(BIAS_SUFFIX),
                    help="which layers have a bias (every model and method): all; none (the authors' ANNs); "
                         "output (the output layer only: the authors' class-incremental SNN)")
     p.add_argument("--output-sigmoid-grad", default="auto", choices=("auto", "on", "off"),
@@ -296,7 +296,7 @@ def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Mo
     n, d = ds.num_classes, ds.in_features
     hid = "-".join(str(h) for h in args.hidden)
     bias, out_bias = args.bias == "all", args.bias != "none"
-    nb = {"all": "", "none": " no bias", "output": " output bias only"}[args.bias]
+    nb = BIAS_SUFFIX[args.bias]
     if args.model == "snn":
         spiking_mlp = _import("torch_plugin.models.spiking_mlp", "--model snn")
         return (spiking_mlp(d, args.hidden, n, T=args.T, seed=seed, stp=args.stp, current=args.snn_current,
