@@ -566,3 +566,66 @@ def test_compare_standardize(tmp_path):
     assert all(_finite_in(r["final_test_acc"], 0.8, 1) for r in run("learn", "--standardize"))
     with pytest.raises(SystemExit):
         compare.parse_args(["--model", "snn", "--standardize"])
+
+
+def test_compare_resume_after_interruption(tmp_path, monkeypatch):
+    """Each finished run is saved to runs/ at once; after a study dies mid-way, --resume trains only the runs
+    that were not saved and the study's numbers equal an uninterrupted study's; more seeds extend a finished
+    study; a saved run made with other settings (or an unreadable one) stops the study, naming the problem."""
+    argv = ["--dataset", "digits", "--hidden", "16", "--epochs", "2", "--methods", "bp,naca,sbp", "--optimizer",
+            "sgd", "--train-subset", "400", "--test-subset", "200", "--quiet", "--no-plots"]
+    compare.main(argv + ["--out", str(tmp_path / "full")])
+    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    out = str(tmp_path / "cut")
+    assert sorted(os.listdir(tmp_path / "full" / "runs")) == ["bp_seed0.json", "naca_seed0.json", "sbp_seed0.json"]
+    assert full["resumed_runs"] == [] and full["files"]["runs"][0] == os.path.join("runs", "bp_seed0.json")
+
+    real, calls = compare.train_run, []
+
+    def dies_on_second_run(args, method, seed, ds, tasks):
+        calls.append((method, seed))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(args, method, seed, ds, tasks)
+
+    monkeypatch.setattr(compare, "train_run", dies_on_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        compare.main(argv + ["--out", out])
+    assert os.listdir(os.path.join(out, "runs")) == ["bp_seed0.json"] and not os.path.exists(
+        os.path.join(out, "results.json"))
+
+    def counted(args, method, seed, ds, tasks):
+        calls.append((method, seed))
+        return real(args, method, seed, ds, tasks)
+
+    monkeypatch.setattr(compare, "train_run", counted)
+    calls.clear()
+    compare.main(argv + ["--out", out, "--resume"])
+    assert calls == [("naca", 0), ("sbp", 0)]
+    res = json.loads(open(os.path.join(out, "results.json")).read())
+    assert res["resumed_runs"] == ["bp_seed0"] and "reused" in open(os.path.join(out, "results.md")).read()
+    for a, b in zip(res["runs"], full["runs"]):
+        assert (a["method"], a["test_acc_per_epoch"], a["final_test_acc"], a["weight_change"]) == (
+            b["method"], b["test_acc_per_epoch"], b["final_test_acc"], b["weight_change"])
+    for m in ("bp", "naca", "sbp"):
+        assert res["summary"][m]["final_test_acc"] == full["summary"][m]["final_test_acc"]
+
+    calls.clear()  # another seed and a different thread count: only the new runs train
+    threads = torch.get_num_threads()
+    try:
+        compare.main(argv + ["--out", out, "--resume", "--seeds", "0,1", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [("bp", 1), ("naca", 1), ("sbp", 1)]
+    assert len(json.loads(open(os.path.join(out, "results.json")).read())["runs"]) == 6
+
+    calls.clear()
+    with pytest.raises(SystemExit, match=r"bp_seed0\.json was trained with other settings \(epochs: saved 2, now 3"):
+        compare.main(argv + ["--epochs", "3", "--out", out, "--resume"])
+    with pytest.raises(SystemExit, match="method_lr: saved 0.1, now 0.5"):
+        compare.main(argv + ["--out", out, "--resume", "--lr", "bp=0.5"])
+    assert calls == []
+    with open(os.path.join(out, "runs", "naca_seed0.json"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(SystemExit, match=r"cannot read the saved run .*naca_seed0\.json"):
+        compare.main(argv + ["--out", out, "--resume"])

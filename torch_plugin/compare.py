@@ -7,7 +7,9 @@
 Writes to --out: results.json (every number, schema in the README / ``RESULTS_SCHEMA``),
 results.md (the table printed at the end: mean +- std over seeds) and PNG plots
 (accuracy_curves.png, weight_change.png; class-incremental also acc_matrix.png, and with --gate
-acc_matrix_class_sorted.png).
+acc_matrix_class_sorted.png). Each (method, seed) run is saved to runs/<method>_seed<seed>.json as
+soon as it finishes, so an interrupted study loses at most the run in progress: the same command
+with --resume reuses the saved runs whose settings match.
 """
 from __future__ import annotations
 
@@ -56,7 +58,8 @@ RESULTS_SCHEMA = {
     "environment": "dict: torch, python, platform, device, threads, started (ISO time)",
     "runs": "list of run dicts, one per (method, seed), see RUN_SCHEMA",
     "summary": "dict method -> metric -> {mean, std, n} over seeds (std: sample std, 0 for one seed)",
-    "files": "dict: table (results.md), plots (list of PNG names)",
+    "files": "dict: table (results.md), plots (list of PNG names), runs (runs/<method>_seed<seed>.json)",
+    "resumed_runs": "list of '<method>_seed<seed>' runs read back from runs/ (--resume) instead of trained",
 }
 RUN_SCHEMA = {
     "method": "bp | naca | sbp | sbp-local | bp-surrogate", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
@@ -193,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--out", default="compare_results", help="output folder")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the runs an earlier study saved in OUT/runs/ (each finished (method, seed) run is "
+                        "saved there) when its settings match this command's; train only the others. A saved run "
+                        "with other settings is an error (use another --out)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     return p
 
@@ -798,6 +805,52 @@ def make_plots(runs: list[dict], methods: list[str], ci: bool, out: str) -> list
 
 # ----------------------------------------------------------------------------- main
 
+# ----------------------------------------------------------------------------- saved runs (--resume)
+
+# Options that do not change what one (method, seed) run computes: which runs the study has, where and how
+# it reports, and the CPU thread count (timings only). Everything else must match for a run to be reused.
+_NOT_RUN_SETTINGS = ("methods", "seeds", "out", "quiet", "no_plots", "threads", "resume", "lr", "lr_given", "_argv")
+
+
+def run_settings(args, method: str, ds: tpdata.Dataset) -> dict:
+    """What a saved run must have been trained with to stand in for (method, seed) of this study (JSON values)."""
+    s = {k: v for k, v in vars(args).items() if k not in _NOT_RUN_SETTINGS}
+    s["method_lr"] = resolve_lr(args, method, ds)
+    s["dataset_sizes"] = [len(ds.x_train), len(ds.x_test)]
+    return json.loads(json.dumps(s))
+
+
+def run_path(out: str, method: str, seed: int) -> str:
+    return os.path.join(out, "runs", f"{method}_seed{seed}.json")
+
+
+def save_run(path: str, settings: dict, run: dict) -> None:
+    """Write atomically (a study killed mid-write leaves the previous file or none, never half of one)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"schema_version": 1, "settings": settings, "run": run}, f, indent=1, allow_nan=True)
+    os.replace(tmp, path)
+
+
+def load_run(path: str, settings: dict) -> Optional[dict]:
+    """The saved run at path if its settings equal these; None if there is none; SystemExit if they differ."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        old, run = saved["settings"], saved["run"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--resume: cannot read the saved run {path} ({e}); delete it to train that run again")
+    if old != settings:
+        diff = ", ".join(f"{k}: saved {old.get(k)!r}, now {settings.get(k)!r}"
+                         for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k))
+        raise SystemExit(f"--resume: {path} was trained with other settings ({diff}); "
+                         f"use another --out, or drop --resume to train every run again")
+    return run
+
+
 def run_study(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -819,10 +872,20 @@ def run_study(args) -> dict:
     _log(f"{ds.name}: {len(ds.x_train)} train / {len(ds.x_test)} test, {ds.num_classes} classes; model {args.model}; "
          f"{args.scenario}" + (f" ({len(tasks)} tasks)" if ci else "") + f"; methods {','.join(args.methods)}; "
          f"seeds {args.seeds}; device {args.device}", args.quiet)
-    runs = []
+    runs, resumed, run_files = [], [], []
     for method in args.methods:
+        settings = run_settings(args, method, ds)
         for seed in args.seeds:
-            runs.append(train_run(args, method, seed, ds, task_list(args, ds.num_classes, seed)))
+            path = run_path(args.out, method, seed)
+            run_files.append(os.path.relpath(path, args.out))
+            run = load_run(path, settings) if args.resume else None
+            if run is not None:
+                _log(f"{method} seed {seed}: reusing the saved run {path}", args.quiet)
+                resumed.append(f"{method}_seed{seed}")
+            else:
+                run = train_run(args, method, seed, ds, task_list(args, ds.num_classes, seed))
+                save_run(path, settings, run)
+            runs.append(run)
     if not ci:  # epochs to criterion against the best error of the whole study
         best = min(1 - a for r in runs for a in r["test_acc_per_epoch"])
         for r in runs:
@@ -842,7 +905,8 @@ def run_study(args) -> dict:
                         "platform": platform.platform(), "device": str(args.device),
                         "threads": torch.get_num_threads(), "started": started},
         "runs": runs, "summary": summary,
-        "files": {"table": "results.md", "plots": []},
+        "files": {"table": "results.md", "plots": [], "runs": run_files},
+        "resumed_runs": resumed,
     }
     if not args.no_plots:
         result["files"]["plots"] = make_plots(runs, args.methods, ci, args.out)
@@ -853,7 +917,8 @@ def run_study(args) -> dict:
               + (", best-MSE epoch restored per task" if args.restore_best else "")
               + (f", gradient clipped to norm {args.clip_grad_norm:g}" if args.clip_grad_norm > 0 else "")
               + f", {len(ds.x_train)} training samples, batch {args.batch_size}, optimizer {args.optimizer}, "
-              f"lr {config['lr']}\n\nCommand: `{result['command']}`\n\n")
+              f"lr {config['lr']}\n\nCommand: `{result['command']}`\n\n"
+              + (f"Runs reused from runs/ (--resume): {', '.join(resumed)}\n\n" if resumed else ""))
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(header + table)
     with open(os.path.join(args.out, "results.json"), "w") as f:
