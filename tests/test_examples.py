@@ -46,3 +46,22 @@ def test_sbp_spread_size_example_on_digits():
         for w in (8, 256):
             assert 3.5 < size[(w, stage, 1.0)] / size[(w, stage, 0.2)] < 6.5
         assert size[(256, stage, 0.2)] < size[(8, stage, 0.2)]
+
+
+def test_results_overview_plot(tmp_path):
+    """The overview figure reads the committed class-incremental studies (pooling the authors' ANN loop's two
+    folders into its 10 class orders) and writes the PNG; a missing study folder is noted and left out."""
+    png = tmp_path / "overview.png"
+    out = run("plot_results_overview.py", "--out", str(png))
+    assert png.stat().st_size > 10000
+    assert "authors' ANN loop, 10 class orders [sorted]: BP 73.29, NACA 68.45" in out
+    assert "MLP, 10 tasks x 1 class [mixed]: BP 10.00, NACA 10.00" in out
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    try:
+        import plot_results_overview as ov
+    finally:
+        sys.path.pop(0)
+    rows, missing = ov.collect(os.path.join(ROOT, "examples", "results"),
+                               ov.STUDIES[:1] + [("nowhere", ["no_such_study"], "sorted")])
+    assert missing == ["no_such_study"] and [r["label"] for r in rows] == [ov.STUDIES[0][0]]
+    assert {m: len(v) for m, v in rows[0]["methods"].items()} == {"bp": 3, "naca": 3}
