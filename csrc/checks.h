@@ -8,8 +8,10 @@
 #include <ATen/MemoryOverlap.h>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "naca_math.h"
 
@@ -74,10 +76,29 @@ inline void check_writable(const at::Tensor& out, const char* op, const char* na
               "cannot be updated in place");
 }
 
+// Whether two tensors can touch the same bytes. ATen answers TooHard as soon as
+// one of them is not dense (an expanded or strided read-only input): then two
+// different storages cannot overlap, and within one storage the byte ranges the
+// two can reach decide (conservatively: reachable ranges that meet count).
+inline bool may_share_memory(const at::Tensor& a, const at::Tensor& b) {
+  const auto status = at::get_overlap_status(a, b);
+  if (status != at::MemOverlapStatus::TooHard) return status != at::MemOverlapStatus::No;
+  if (!a.storage().is_alias_of(b.storage())) return false;
+  const auto span = [](const at::Tensor& t) {  // [first, last + 1) in bytes; ATen strides are >= 0
+    int64_t last = 0;
+    for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+    const auto first = reinterpret_cast<uintptr_t>(t.const_data_ptr());
+    return std::pair<uintptr_t, uintptr_t>(first, first + static_cast<uintptr_t>(last + 1) * t.element_size());
+  };
+  const auto [a0, a1] = span(a);
+  const auto [b0, b1] = span(b);
+  return a0 < b1 && b0 < a1;
+}
+
 inline void check_no_alias(const at::Tensor& out, const char* out_name, const at::Tensor& in,
                            const char* in_name, const char* op) {
   if (!out.defined() || !in.defined()) return;
-  TORCH_CHECK(at::get_overlap_status(out, in) == at::MemOverlapStatus::No, "naca::", op,
+  TORCH_CHECK(!may_share_memory(out, in), "naca::", op,
               ": argument '", out_name, "' shares memory with argument '", in_name,
               "'; the updated tensor must not alias an input");
 }

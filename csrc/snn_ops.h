@@ -181,7 +181,7 @@ inline void check_naca_snn(const char* op, const at::Tensor& weight,
   check_shape(pre_spikes, op, "pre_spikes", {t, b, weight.size(1)});
   // weight, bias and pre_spikes as the (T*B)-row linear update sees them.
   check_linear_update(op, weight, bias, pre_spikes.reshape({t * b, pre_spikes.size(2)}),
-                      voltages.reshape({t * b, weight.size(0)}), lr);
+                      voltages.reshape({t * b, weight.size(0)}), lr, "voltages", "pre_spikes");
   check_finite_scalar(threshold, op, "threshold");
   check_finite_scalar(lens, op, "lens");
   check_no_alias(weight, "weight", pre_spikes, "pre_spikes", op);

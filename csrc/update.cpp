@@ -72,14 +72,15 @@ void check_weight_and_inputs(const char* op, const at::Tensor& weight,
 
 void check_linear_update(const char* op, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias, const at::Tensor& pre,
-                         const at::Tensor& preact, double lr, const char* preact_name) {
-  check_weight_and_inputs(op, weight, bias, pre, "pre", preact, 2, preact_name);
+                         const at::Tensor& preact, double lr, const char* preact_name,
+                         const char* pre_name) {
+  check_weight_and_inputs(op, weight, bias, pre, pre_name, preact, 2, preact_name);
   const int64_t batch = pre.size(0);
-  check_shape(pre, op, "pre", {batch, weight.size(1)});
+  check_shape(pre, op, pre_name, {batch, weight.size(1)});
   check_shape(preact, op, preact_name, {batch, weight.size(0)});
   check_finite_scalar(lr, op, "lr");
   check_scalar_fits(lr, weight, op, "lr");
-  check_outputs_not_aliased(op, weight, bias, pre, "pre", preact, preact_name);
+  check_outputs_not_aliased(op, weight, bias, pre, pre_name, preact, preact_name);
 }
 
 void check_conv_update(const char* op, const at::Tensor& weight,

@@ -11,10 +11,11 @@
 namespace naca {
 
 // Checks weight (H, I), bias (H) or none, pre (B, I), preact (B, H) (named
-// preact_name in the errors).
+// pre_name and preact_name in the errors).
 void check_linear_update(const char* op, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias, const at::Tensor& pre,
-                         const at::Tensor& preact, double lr, const char* preact_name = "preact");
+                         const at::Tensor& preact, double lr, const char* preact_name = "preact",
+                         const char* pre_name = "pre");
 
 // Checks weight (C_out, C_in / groups, kh, kw), bias (C_out) or none, input (B, C_in, H, W),
 // preact (B, C_out, Ho, Wo) consistent with the conv geometry.

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "checks.h"
 #include "expectation.h"
 #include "naca_math.h"
 #include "update.h"
@@ -140,6 +141,39 @@ TEST(Plasticity, BadShapeThrowsAndLeavesWeight) {
                    .call(w, std::nullopt, x, z, z, "identity", 0.5, false),
                c10::Error);
   EXPECT_TRUE(torch::equal(w, torch::ones({2, 3}, torch::kFloat64)));
+}
+
+// ATen's overlap test gives up (TooHard) as soon as a tensor is not dense; the
+// ops must still accept a non-dense read-only input that shares no bytes with the
+// weight, and still refuse one that does.
+TEST(Alias, NonDenseInputsAreJudgedByTheBytesTheyReach) {
+  auto buf = torch::arange(12, torch::kFloat64);
+  auto w = buf.slice(0, 0, 6).view({2, 3});                 // bytes 0..5 of buf
+  auto after = buf.slice(0, 6, 9).unsqueeze(0).expand({4, 3});  // expanded view of 6..8
+  auto strided = buf.slice(0, 1, 12, 2);                    // 1, 3, ..., 11: reaches into w
+  auto other = torch::ones({3}, torch::kFloat64).unsqueeze(0).expand({4, 3});
+  ASSERT_EQ(at::get_overlap_status(w, after), at::MemOverlapStatus::TooHard);
+  EXPECT_FALSE(naca::may_share_memory(w, after));
+  EXPECT_FALSE(naca::may_share_memory(w, other));
+  EXPECT_TRUE(naca::may_share_memory(w, strided));
+  EXPECT_TRUE(naca::may_share_memory(w, w.t()));
+  EXPECT_TRUE(naca::may_share_memory(w, w));
+
+  using Fn = void(at::Tensor, const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
+                  const at::Tensor&, std::string, double, bool);
+  auto z = torch::zeros({4, 2}, torch::kFloat64);
+  auto s = torch::ones({4, 2}, torch::kFloat64);
+  auto dense = torch::zeros({2, 3}, torch::kFloat64);
+  op("naca::plasticity_update_").typed<Fn>().call(dense, std::nullopt, after.contiguous(), z, s, "identity",
+                                                   0.5, false);
+  op("naca::plasticity_update_").typed<Fn>().call(w, std::nullopt, after, z, s, "identity", 0.5, false);
+  EXPECT_TRUE(torch::allclose(w, dense + torch::arange(6, torch::kFloat64).view({2, 3}))) << w;
+  auto before = w.clone();
+  auto reaching = buf.slice(0, 3, 12, 3).unsqueeze(0).expand({4, 3});  // 3, 6, 9: byte 3 is in w
+  EXPECT_THROW(op("naca::plasticity_update_").typed<Fn>().call(w, std::nullopt, reaching, z, s, "identity", 0.5,
+                                                               false),
+               c10::Error);
+  EXPECT_TRUE(torch::equal(w, before));
 }
 
 void naca_hidden(at::Tensor w, const std::optional<at::Tensor>& b, const at::Tensor& x,
