@@ -8,6 +8,9 @@ from torch_plugin import ops, reference as ref
 from conftest import DEVICE_DTYPES, DEVICES, tol
 
 SEEDS = [0, 1, 2]
+# (lam, theta) per seed for the NACA updates, none the defaults (0.5, 1.2); NL lies in [0, 1], so every
+# piece of f (x <= lam/2 where theta sets f, ..., x > 1.5 lam where theta sets f again) is reached.
+LAM_THETA = [(0.3, 1.6), (0.7, 0.8), (0.45, 2.0), (0.25, 1.0), (0.6, 1.4)]
 
 
 def rand_case(seed, device, dtype, batch=None):
@@ -118,9 +121,10 @@ def test_plasticity_update(device, dtype, activation, seed, with_bias):
 def test_naca_hidden_update(device, dtype, seed, batch):
     c = rand_case(seed, device, dtype, batch)
     w, b = c["weight"].clone(), c["bias"].clone()
+    lam, theta = LAM_THETA[seed]  # not the defaults (0.5, 1.2): an op ignoring them fails
     ew, eb = ref.naca_hidden_update(as64(c["weight"]), as64(c["bias"]), as64(c["pre"]), as64(c["preact"]),
-                                    c["labels"].cpu(), as64(c["ni"]), "tanh", 0.02, 0.5, 1.2)
-    ops.naca_hidden_update_(w, b, c["pre"], c["preact"], c["labels"], c["ni"], "tanh", 0.02)
+                                    c["labels"].cpu(), as64(c["ni"]), "tanh", 0.02, lam, theta)
+    ops.naca_hidden_update_(w, b, c["pre"], c["preact"], c["labels"], c["ni"], "tanh", 0.02, lam, theta)
     rtol, atol = tol(dtype)
     torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 5)
     torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 5)
@@ -271,6 +275,20 @@ def conv_case(seed, device, dtype):
                 labels=y.to(device), ni=cast(ni), geom=((stride,) * 2, (pad,) * 2, (dil,) * 2, groups))
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_conv_reference_im2col_equals_autograd(seed):
+    """The reference's conv weight change (im2col by F.unfold and einsum, independent of the
+    convolution_backward kernel the op calls) equals autograd's gradient of <conv(x, W), delta>
+    (the benchmark's baseline form), over the strides, paddings, dilations and groups of conv_case."""
+    c = conv_case(seed, "cpu", torch.float64)
+    args = (c["weight"], c["bias"], c["input"], c["preact"], c["signal"], *c["geom"], "tanh", 0.01)
+    w1, b1 = ref.conv_plasticity_update(*args)
+    w2, b2 = ref.conv_plasticity_update(*args, im2col=False)
+    assert not torch.allclose(w1, c["weight"])
+    torch.testing.assert_close(w1, w2, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(b1, b2, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("device,dtype", DEVICE_DTYPES)
 @pytest.mark.parametrize("seed", range(5))
 def test_conv_plasticity_update(device, dtype, seed):
@@ -291,9 +309,12 @@ def test_naca_conv_update(device, dtype, seed):
     c = conv_case(seed, device, dtype)
     stride, pad, dil, groups = c["geom"]
     w, b = c["weight"].clone(), c["bias"].clone()
+    lam, theta = LAM_THETA[seed]  # not the defaults: an op ignoring them fails
     ew, eb = ref.naca_conv_update(as64(c["weight"]), as64(c["bias"]), as64(c["input"]), as64(c["preact"]),
-                                  c["labels"].cpu(), as64(c["ni"]), stride, pad, dil, groups, "relu", 0.01)
-    ops.naca_conv_update_(w, b, c["input"], c["preact"], c["labels"], c["ni"], stride, pad, dil, groups, "relu", 0.01)
+                                  c["labels"].cpu(), as64(c["ni"]), stride, pad, dil, groups, "relu", 0.01,
+                                  lam, theta)
+    ops.naca_conv_update_(w, b, c["input"], c["preact"], c["labels"], c["ni"], stride, pad, dil, groups, "relu", 0.01,
+                          lam, theta)
     rtol, atol = tol(dtype)
     torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 10)
     torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 10)
@@ -315,10 +336,12 @@ def test_conv_updates_from_output(device, dtype, seed, activation):
     torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 10)
     torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 10)
     w, b = c["weight"].clone(), c["bias"].clone()
+    lam, theta = LAM_THETA[seed]
     ew, eb = ref.naca_conv_update(as64(c["weight"]), as64(c["bias"]), as64(c["input"]), as64(c["preact"]),
-                                  c["labels"].cpu(), as64(c["ni"]), stride, pad, dil, groups, activation, 0.01)
+                                  c["labels"].cpu(), as64(c["ni"]), stride, pad, dil, groups, activation, 0.01,
+                                  lam, theta)
     ops.naca_conv_update_(w, b, c["input"], h, c["labels"], c["ni"], stride, pad, dil, groups, activation, 0.01,
-                          from_output=True)
+                          lam, theta, from_output=True)
     torch.testing.assert_close(as64(w), ew, rtol=rtol, atol=atol * 10)
     torch.testing.assert_close(as64(b), eb, rtol=rtol, atol=atol * 10)
 

@@ -1,6 +1,9 @@
 """sbp_update_ against the reference written in ALGORITHMS.md's (pre, post)
-orientation, its special cases (lambda_p = 1, lambda_f = 0), and the SBP
-learner on the sklearn digits (SNN with and without the spread; ANN)."""
+orientation, its special cases (lambda_p = 1, lambda_f = 0), the SBP
+learner on the sklearn digits (SNN with and without the spread; ANN), and one
+learner step against the reference equations (spread, lambda_p mask, relaxation, STP)."""
+import copy
+
 import pytest
 import torch
 
@@ -114,6 +117,8 @@ def sbp_snn_accuracy(fraction, percentage=1.0):
 
 def test_sbp_snn_learns_digits_with_and_without_spread():
     # Measured (same seed, 64-200-10, T=20, lr=2, 5 epochs): SBP 0.927, lambda_p=0.5 0.950, no spread 0.929.
+    # Accuracy only (it passes with the spread or the mask ignored): test_sbp_learner_step_matches_reference
+    # checks fraction and lambda_p exactly.
     with_sbp, without = sbp_snn_accuracy(0.2), sbp_snn_accuracy(0.0)
     partial = sbp_snn_accuracy(0.2, percentage=0.5)
     print(f"SBP SNN digits test accuracy: with spread {with_sbp:.3f}, lambda_p=0.5 {partial:.3f}, without {without:.3f}")
@@ -130,7 +135,10 @@ def test_sbp_ann_learns_digits_and_state_dict():
     assert acc > 0.85  # measured 0.932
     other = learn.SBP(models.sbp_ann(64, 200, 10), percentage=1.0)
     other.load_state_dict({**learner.state_dict(), "percentage": 0.5})
-    assert other.steps == learner.steps and other.mask is not None
+    # The mask is re-drawn from the state's seed: the same as a learner built with percentage 0.5.
+    assert other.steps == learner.steps and other.percentage == 0.5
+    assert torch.equal(other.mask, reference_mask(200, 64, 0.5, learner.seed))
+    assert torch.equal(other.mask, learn.SBP(models.sbp_ann(64, 200, 10), percentage=0.5, seed=learner.seed).mask)
 
 
 def test_sbp_rejects_other_models():
@@ -181,6 +189,7 @@ def test_sbp_rejects_unknown_rule_and_negative_relax():
 def test_sbp_snn_with_stp_and_homeostatic_relaxation_learns_digits():
     # Measured (seed 0, 64-200-10, T=20, lr 2, 5 epochs): STP synapses 0.932; homeostatic
     # relaxation of both phases' rates (20 steps) 0.940; symmetric rule 0.927; chance 0.1.
+    # Accuracy only: test_sbp_learner_step_matches_reference checks the STP and relaxation steps exactly.
     # (ANN, 64-200-10, lr 10: default 0.932, relax 0.955, symmetric 0.924; the 'differential'
     # rule leaves W_in unchanged and reaches 0.118 (ANN) / 0.36 (SNN).)
     xtr, ytr, xte, yte = digits()
@@ -241,3 +250,153 @@ def test_sbp_bias_free_step_equals_zero_bias_step(kind, kw):
     for w0, wf, wz in zip(before, after_free, after_zero):
         assert not torch.equal(w0, wf)
         torch.testing.assert_close(wf, wz)
+
+
+# ---------------------------------------------------------------------------
+# One SBP learner step against the reference equations, for the paths the tests
+# above leave out: the spread (fraction > 0), the lambda_p subset mask
+# (percentage < 1), homeostatic relaxation (relax_steps > 0) and STP synapses.
+# ---------------------------------------------------------------------------
+
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+
+class NoNacaOps(TorchDispatchMode):
+    """Fails if anything inside the block dispatches a torch.ops.naca.* op: the reference
+    path must be plain PyTorch (ref.* and torch), independent of the kernels under test."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        assert func.namespace != "naca", f"the reference path called {func}"
+        return func(*args, **(kwargs or {}))
+
+
+def reference_mask(hidden, inputs, percentage, seed):
+    """lambda_p drawn independently of subset_mask: each hidden unit's round(percentage * inputs)
+    input synapses with the smallest of a seeded U(0, 1) draw (None when percentage is 1)."""
+    if percentage == 1.0:
+        return None
+    u = torch.rand(hidden, inputs, generator=torch.Generator().manual_seed(seed))
+    k = int(round(percentage * inputs))
+    return torch.zeros(hidden, inputs, dtype=torch.bool).scatter_(1, u.topk(k, 1, largest=False).indices, True)
+
+
+def reference_sbp_step(model, inp, y, *, spiking, stp=False, lr, fraction, mask, beta, alpha, relax_steps, eps,
+                       rule="contrastive"):
+    """One SBP step from ALGORITHMS.md 2.1-2.2 (and the learner's documented phases) with ref.*
+    only. inp: the ANN's input (B, I), or the SNN's input spikes (T, B, I) from its encoder.
+    Returns (free-phase output, {param: new value})."""
+    hid, out = [m for m in model if hasattr(m, "weight")]
+    w_in, w_out = hid.weight.detach().clone(), out.weight.detach().clone()
+    b_in = None if hid.bias is None else hid.bias.detach().clone()
+    b_out = None if out.bias is None else out.bias.detach().clone()
+    lin = lambda a, w, b: a @ w.t() + (0 if b is None else b)
+    with NoNacaOps():
+        if spiking:
+            pre = ref.stp(inp) if stp else inp  # the hidden layer sees the STP current
+            lif = hid.lif
+            s_h, _ = ref.lif_forward(lin(pre, w_in, b_in), lif.decay, lif.threshold, lif.reset)
+            s_o, _ = ref.lif_forward(lin(s_h, w_out, b_out), out.lif.decay, out.lif.threshold, out.lif.reset)
+            r_x, r_h, r_o = pre.mean(0), s_h.mean(0), s_o.mean(0)
+            result = r_o
+        else:
+            z_h = lin(inp, w_in, b_in)
+            r_x, r_h = inp, torch.sigmoid(z_h)
+            result = lin(r_h, w_out, b_out)
+            r_o = torch.sigmoid(result)
+        r_ob = r_o + beta * (torch.nn.functional.one_hot(y, r_o.shape[1]).to(r_o.dtype) - r_o)
+        top_down = r_ob - r_o
+        if relax_steps > 0:  # free phase from the forward's state; nudged phase from the relaxed free one
+            r_h = ref.homeostatic_relax(r_h, r_x, w_in, None, None, b_in, eps, relax_steps)
+            r_hb = ref.homeostatic_relax(r_h, r_x, w_in, top_down, w_out, b_in, eps, relax_steps)
+        elif spiking:
+            lif = hid.lif
+            r_hb = ref.lif_forward(lin(pre, w_in, b_in) + top_down @ w_out, lif.decay, lif.threshold,
+                                   lif.reset)[0].mean(0)
+        else:
+            r_hb = torch.sigmoid(z_h + top_down @ w_out)
+        change = {"contrastive": lambda p0, pb, q0, qb: (qb - q0).t() @ p0,
+                  "symmetric": lambda p0, pb, q0, qb: qb.t() @ pb - q0.t() @ p0,
+                  "differential": lambda p0, pb, q0, qb: q0.t() @ (pb - p0)}[rule]
+        scale = 1.0 / (beta * y.shape[0])
+        dw_out = change(r_h, r_hb, r_o, r_ob) * scale
+        dw_in = change(r_x, r_x, r_h, r_hb) * scale
+        a_in, a_out = lr * alpha[0], lr * alpha[1]
+        new_in, new_out = ref.sbp_update(w_in, w_out, dw_in, dw_out, mask, fraction, a_in, a_out)
+        new = {hid.weight: new_in, out.weight: new_out}
+        if b_out is not None:  # the biases follow their local change, without the spread
+            new[out.bias] = b_out + a_out * top_down.sum(0) * scale
+        if b_in is not None:
+            new[hid.bias] = b_in + a_in * (r_hb - r_h).sum(0) * scale
+    return result, new
+
+
+def _differs(a, b):
+    return any((a[k] - b[k]).abs().max() > 1e-6 for k in a)
+
+
+SBP_CASES = [  # (kind, fraction, percentage, relax_steps, stp, rule, bias)
+    ("ann", 0.3, 1.0, 0, False, "contrastive", True),
+    ("ann", 0.3, 0.5, 0, False, "contrastive", True),
+    ("ann", 0.6, 0.3, 0, False, "contrastive", False),
+    ("ann", 0.3, 1.0, 4, False, "contrastive", True),
+    ("ann", 0.5, 0.5, 4, False, "contrastive", False),
+    ("ann", 0.4, 0.5, 0, False, "symmetric", True),
+    ("snn", 0.4, 0.5, 0, False, "contrastive", True),
+    ("snn", 0.4, 1.0, 0, True, "contrastive", True),
+    ("snn", 0.4, 0.5, 0, True, "contrastive", False),
+    ("snn", 0.4, 0.5, 4, False, "contrastive", True),
+    ("snn", 0.4, 0.5, 4, True, "contrastive", True),
+]
+
+
+@pytest.mark.parametrize("kind,fraction,percentage,relax_steps,stp,rule,bias", SBP_CASES)
+def test_sbp_learner_step_matches_reference(kind, fraction, percentage, relax_steps, stp, rule, bias):
+    """One learner step = reference_sbp_step: the spread with fraction > 0 (lambda_f), the seeded
+    subset mask with percentage < 1 (lambda_p, checked against an independent draw), homeostatic
+    relaxation with a non-default eps, STP synapses in the SNN, every weight and bias. Each case
+    also checks that it can fail: ignoring its fraction, its mask or its relaxation would move
+    the weights elsewhere."""
+    torch.manual_seed(7)
+    spiking = kind == "snn"
+    if spiking:
+        model = models.sbp_snn(8, 6, 3, T=8, seed=2, stp=stp, bias=bias, init_gain=2.5).double()
+    else:
+        model = models.sbp_ann(8, 6, 3, seed=2, bias=bias).double()
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(5, 8, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    hp = dict(lr=3.0, beta=0.4, alpha=(0.1, 0.05), eps=0.3)
+    learner = learn.SBP(model, fraction=fraction, percentage=percentage, seed=11, relax_steps=relax_steps,
+                        local_rule=rule, **hp)
+    mask = reference_mask(6, 8, percentage, 11)
+    if mask is None:
+        assert learner.mask is None
+    else:
+        assert torch.equal(learner.mask, mask) and (mask.sum(1) == round(percentage * 8)).all()
+    twin = copy.deepcopy(model)  # the weights before the step, for the reference
+    spikes = []
+    if spiking:  # the encoder's input spikes, as the learner's forward drew them
+        model[0].register_forward_hook(lambda m, i, o: spikes.append(o.clone()))
+    result = learner.step(x, y)
+    inp = spikes[0] if spiking else x
+    kw = dict(spiking=spiking, stp=stp, beta=hp["beta"], alpha=hp["alpha"], lr=hp["lr"], eps=hp["eps"], rule=rule)
+    with torch.no_grad():
+        expected_out, expected = reference_sbp_step(twin, inp, y, fraction=fraction, mask=mask,
+                                                    relax_steps=relax_steps, **kw)
+        # The case can fail: each feature it exercises changes the reference step.
+        assert _differs(expected, reference_sbp_step(twin, inp, y, fraction=0.0, mask=mask,
+                                                     relax_steps=relax_steps, **kw)[1])
+        if mask is not None:
+            assert _differs(expected, reference_sbp_step(twin, inp, y, fraction=fraction, mask=None,
+                                                         relax_steps=relax_steps, **kw)[1])
+        if relax_steps:
+            assert _differs(expected, reference_sbp_step(twin, inp, y, fraction=fraction, mask=mask,
+                                                         relax_steps=0, **kw)[1])
+        if stp:
+            assert _differs(expected, reference_sbp_step(twin, inp, y, fraction=fraction, mask=mask,
+                                                         relax_steps=relax_steps, **{**kw, "stp": False})[1])
+    assert len(expected) == len(list(model.parameters())) == (4 if bias else 2)
+    torch.testing.assert_close(result, expected_out)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p.detach(), expected[q])
+        assert not torch.equal(p, q)  # every parameter learned

@@ -1,7 +1,10 @@
 """The spiking ops (lif_forward, naca_snn_update_) against the step-by-step
 reference, the spiking layers, and NACA training a spiking MLP end to end."""
+import copy
+
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from torch_plugin import learn, models, ops, reference as ref
 from torch_plugin.nn import LIF, BernoulliEncoder, NACASpikingLinear
@@ -62,13 +65,17 @@ def test_naca_snn_update_matches_reference(device, dtype, seed, all_steps, with_
     w = torch.randn(h, i, generator=g, dtype=torch.float64) * 0.3
     bias = torch.randn(h, generator=g, dtype=torch.float64) if with_bias else None
     pre = (torch.rand(t, b, i, generator=g) > 0.6).double()
-    s, v = ref.lif_forward(rand_seq(g, t, b, h))
+    # The threshold is drawn per seed (th - lens = 0.3, 0.1, 0.6, -0.2), so an op that ignored it
+    # (or used the default 0.5) would move the eligibility window and fail.
+    th, lens, lr = [0.8, 0.3, 0.8, 0.3][seed], [0.5, 0.2, 0.2, 0.5][seed], 0.05
+    s, v = ref.lif_forward(rand_seq(g, t, b, h), 0.2, th)
     sig = torch.randn(b, h, generator=g, dtype=torch.float64)
-    th, lens, lr = 0.5, [0.5, 0.2, 0.3, 0.5][seed], 0.05
-    w_r, b_r = ref.naca_snn_update(w, bias, pre, v, s, sig, th, lens, lr, all_steps)
     to = lambda x: None if x is None else x.to(device, dtype)
-    wd, bd = to(w), to(bias)
-    ops.naca_snn_update_(wd, bd, to(pre), to(v), to(s), to(sig), th, lens, lr, all_steps)
+    # The reference runs on the op's dtype rounding of the inputs, in float64.
+    c64 = lambda x: None if x is None else x.double().cpu()
+    wd, bd, vd = to(w), to(bias), to(v)
+    w_r, b_r = ref.naca_snn_update(c64(wd), c64(bd), pre, c64(vd), s, c64(to(sig)), th, lens, lr, all_steps)
+    ops.naca_snn_update_(wd, bd, to(pre), vd, to(s), to(sig), th, lens, lr, all_steps)
     rtol, atol = tol(dtype)
     torch.testing.assert_close(wd.double().cpu(), w_r, rtol=rtol, atol=atol * 10)
     if with_bias:
@@ -93,9 +100,13 @@ def chain_case(g, t, b, h, i, current, reset, with_bias=True, decay=0.2, th=0.5)
 def test_naca_snn_chain_update_matches_reference(device, dtype, seed, reset, current):
     g, t, b, h = shapes(seed)
     i = int(torch.randint(1, 30, (1,), generator=g))
-    w, bias, pre, _, s, v = chain_case(g, t, b, h, i, current, reset, with_bias=seed % 2 == 0)
+    # decay and threshold drawn per seed (seed 0 has T = 1, where the decay plays no part), so an
+    # op that ignored either (or used the defaults 0.2 / 0.5) would recover other currents or
+    # another eligibility window and fail.
+    dec, th = [(0.2, 0.8), (0.6, 0.3), (0.1, 0.8), (0.6, 0.3)][seed]
+    lens, lr = [0.5, 0.2, 0.3, 0.5][seed], 0.05
+    w, bias, pre, _, s, v = chain_case(g, t, b, h, i, current, reset, with_bias=seed % 2 == 0, decay=dec, th=th)
     sig = torch.randn(b, h, generator=g, dtype=torch.float64)
-    dec, th, lens, lr = 0.2, 0.5, [0.5, 0.2, 0.3, 0.5][seed], 0.05
     to = lambda x: None if x is None else x.to(device, dtype)
     wd, bd, vd, sd = to(w), to(bias), to(v), to(s)
     # The reference runs on the op's dtype rounding of the inputs, in float64.
@@ -127,12 +138,13 @@ class _AuthorsSpike(torch.autograd.Function):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("reset", ["hard", "soft"])
 @pytest.mark.parametrize("current", ["linear", "sigmoid"])
-def test_naca_snn_chain_update_is_the_authors_autograd(device, reset, current):
+@pytest.mark.parametrize("dec,th", [(0.2, 0.5), (0.6, 0.3), (0.1, 0.8)])
+def test_naca_snn_chain_update_is_the_authors_autograd(device, reset, current, dec, th):
     """Independent of the op's recurrence and of reference.py: the authors' mechanism
     itself (membrane not detached, signal sent into the last spikes, W.grad by autograd,
     the current not recovered but computed from W and x) gives the op's update."""
     g = torch.Generator().manual_seed(7)
-    t, b, h, i, dec, th, lens = 20, 16, 30, 40, 0.2, 0.5, 0.2
+    t, b, h, i, lens = 20, 16, 30, 40, 0.2
     w = (torch.randn(h, i, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
     bias = (torch.randn(h, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
     pre = (torch.rand(t, b, i, generator=g) > 0.5).double()
@@ -234,14 +246,27 @@ def test_lif_forward_rejects(arg, call):
         call()
 
 
-def test_naca_snn_update_under_inference_mode_and_leaf():
-    a = naca_snn_args()
+@pytest.mark.parametrize("device", DEVICES)
+def test_naca_snn_update_under_inference_mode_and_leaf(device):
+    """The op updates inference tensors inside torch.inference_mode() and a leaf that requires
+    grad (outside it) in place, each to ref.naca_snn_update's values."""
+    a = {k: v.double().to(device) for k, v in naca_snn_args().items()}
+    c = lambda x: x.cpu()
+    w_r, b_r = ref.naca_snn_update(c(a["weight"]), c(a["bias"]), c(a["pre"]), c(a["volts"]), c(a["spikes"]),
+                                   c(a["signal"]), 0.4, 0.3, 0.1, True)
+    assert not torch.allclose(w_r, a["weight"].cpu())  # a non-trivial update
+    with torch.inference_mode():
+        w, bias = a["weight"].clone(), a["bias"].clone()
+        args = [x.clone() for x in (a["pre"], a["volts"], a["spikes"], a["signal"])]
+        assert w.is_inference() and all(x.is_inference() for x in args)
+        ops.naca_snn_update_(w, bias, *args, 0.4, 0.3, 0.1)
+    torch.testing.assert_close(w.cpu(), w_r, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(bias.cpu(), b_r, rtol=1e-10, atol=1e-12)
     w = a["weight"].clone().requires_grad_(True)
     v0 = w._version
-    with torch.inference_mode():
-        pass
-    ops.naca_snn_update_(w, None, a["pre"], a["volts"], a["spikes"], a["signal"], 0.5, 0.5, 0.1)
-    assert w._version > v0 and w.grad_fn is None
+    ops.naca_snn_update_(w, None, a["pre"], a["volts"], a["spikes"], a["signal"], 0.4, 0.3, 0.1)
+    assert w._version > v0 and w.grad_fn is None and w.is_leaf and w.requires_grad
+    torch.testing.assert_close(w.detach().cpu(), w_r, rtol=1e-10, atol=1e-12)
 
 
 def test_lif_module_surrogate_path_matches_op():
@@ -259,6 +284,67 @@ def test_lif_module_surrogate_path_matches_op():
         LIF(surrogate=False).run(cur.clone().requires_grad_(True))
 
 
+def surrogate_closed_form(v, th, slope):
+    """d/dv of sigmoid(slope (v - th)), written out: slope e^-z / (1 + e^-z)^2, z = slope (v - th)."""
+    e = torch.exp(-slope * (v - th))
+    return slope * e / (1 + e) ** 2
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("th,slope", [(0.5, 5.0), (0.3, 2.0), (0.8, 11.0)])
+def test_surrogate_spike_gradient_value(device, th, slope):
+    """surrogate_spike: Heaviside forward; backward grad * slope sigmoid'(slope (v - th))."""
+    from torch_plugin.nn import surrogate_spike
+    g = torch.Generator().manual_seed(5)
+    v = (torch.randn(7, 9, generator=g, dtype=torch.float64) * 0.5 + th).to(device).requires_grad_(True)
+    up = torch.randn(7, 9, generator=g, dtype=torch.float64).to(device)
+    s = surrogate_spike(v, th, slope)
+    assert torch.equal(s.detach(), (v.detach() > th).double())
+    s.backward(up)
+    torch.testing.assert_close(v.grad, up * surrogate_closed_form(v.detach(), th, slope), rtol=1e-10, atol=1e-14)
+
+
+def bptt_straight_through(cur, decay, th, reset, slope):
+    """The LIF loop with the reset path detached and the spike as a straight-through estimator
+    (Heaviside forward, the gradient of sigmoid(slope (v - th)) backward): independent of _SurrogateSpike."""
+    v = s = torch.zeros_like(cur[0])
+    ss, vs = [], []
+    for i_t in cur:
+        sd = s.detach()
+        v = decay * (v - th * sd if reset == "soft" else v * (1 - sd)) + i_t
+        soft = torch.sigmoid(slope * (v - th))
+        s = (v > th).to(v.dtype) + (soft - soft.detach())  # exactly the Heaviside value
+        ss.append(s)
+        vs.append(v)
+    return torch.stack(ss), torch.stack(vs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("decay,th,slope", [(0.2, 0.5, 5.0), (0.6, 0.3, 2.0), (0.1, 0.8, 9.0)])
+def test_lif_surrogate_gradient_value(device, reset, decay, th, slope):
+    """LIF(decay, threshold, reset, slope).run's gradient (BPTT through the surrogate spikes and
+    the membrane) equals the straight-through loop's, for a loss on both spikes and voltages;
+    for T = 1 it is the closed form slope sigmoid'(slope (I - th))."""
+    g = torch.Generator().manual_seed(11)
+    cur = (torch.randn(6, 4, 7, generator=g, dtype=torch.float64) * 0.5 + 0.3).to(device)
+    ws = torch.randn(6, 4, 7, generator=g, dtype=torch.float64).to(device)
+    wv = torch.randn(6, 4, 7, generator=g, dtype=torch.float64).to(device)
+    lif = LIF(decay, th, reset, slope=slope)
+    c1, c2 = cur.clone().requires_grad_(True), cur.clone().requires_grad_(True)
+    s1, v1 = lif.run(c1)
+    s2, v2 = bptt_straight_through(c2, decay, th, reset, slope)
+    assert torch.equal(s1.detach(), s2.detach()) and s1.detach().sum() > 0
+    torch.testing.assert_close(v1.detach(), v2.detach(), rtol=1e-12, atol=1e-12)
+    ((s1 * ws).sum() + (v1 * wv).sum()).backward()
+    ((s2 * ws).sum() + (v2 * wv).sum()).backward()
+    torch.testing.assert_close(c1.grad, c2.grad, rtol=1e-10, atol=1e-12)
+    c = cur[:1].clone().requires_grad_(True)
+    s, _ = lif.run(c)
+    s.backward(ws[:1])
+    torch.testing.assert_close(c.grad, ws[:1] * surrogate_closed_form(cur[:1], th, slope), rtol=1e-10, atol=1e-14)
+
+
 def test_encoder_seeded_and_rates():
     x = torch.rand(5, 3, 4)
     a, b = BernoulliEncoder(T=50, seed=3)(x), BernoulliEncoder(T=50, seed=3)(x)
@@ -274,6 +360,62 @@ def test_spiking_mlp_backprop_with_surrogate():
     assert rates.shape == (4, 3)
     torch.nn.functional.mse_loss(rates, torch.eye(3)[[0, 1, 2, 0]]).backward()
     assert all(p.grad is not None for p in m.parameters())
+
+
+class NoNacaOps(TorchDispatchMode):
+    """Fails on any call into the torch.ops.naca namespace (keeps the reference path op-free)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        assert func.namespace != "naca", f"reference path called {func}"
+        return func(*args, **(kwargs or {}))
+
+
+def test_no_naca_ops_guard_catches_an_op():
+    with pytest.raises(AssertionError, match="reference path called"), NoNacaOps():
+        ops.lif_forward(torch.rand(2, 1, 3))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("all_steps", [True, False])
+@pytest.mark.parametrize("cfg", [
+    dict(decay=0.2, threshold=0.5, lens=0.5, lam=0.5, theta=1.2),  # the defaults
+    dict(decay=0.4, threshold=0.4, lens=0.2, lam=0.45, theta=1.3),
+])
+def test_naca_spiking_learner_default_rule_matches_reference(device, all_steps, cfg):
+    """learn.NACA (membrane_chain=False) on a spiking MLP: one step equals the equations of
+    ALGORITHMS.md 1.5 from reference.py alone: the LIF forward from the encoder's spikes, the
+    hidden layer by naca_snn_update with signal f(E[y] NI), the output layer by the same rule
+    with signal rate - onehot(y), all_steps summing over every t or using t = T only."""
+    dec, th, lens, lam, theta = (cfg[k] for k in ("decay", "threshold", "lens", "lam", "theta"))
+    T, lr = 5, 0.1
+    torch.manual_seed(0)
+    m = models.spiking_mlp(12, [9], 4, T=T, seed=3, init_gain=3.0, decay=dec, threshold=th,
+                           lens=lens).double().to(device)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(6, 12, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1, 0])
+    hid, out = m[1], m[2]
+    c = lambda p: p.detach().clone().cpu()
+    w_h, b_h, w_o, b_o, ni = c(hid.weight), c(hid.bias), c(out.weight), c(out.bias), c(hid.ni)
+    x_spikes = BernoulliEncoder(T, seed=3)(x.to(device)).cpu()  # the model's encoder draws the same spikes
+    with NoNacaOps():
+        s_h, v_h = ref.lif_forward(x_spikes @ w_h.T + b_h, dec, th, "hard")
+        s_o, v_o = ref.lif_forward(s_h @ w_o.T + b_o, dec, th, "hard")
+        f = ref.modulation(ref.neuromodulator(y, ni), lam, theta)
+        rate = s_o.mean(0)
+        err = rate - torch.nn.functional.one_hot(y, 4).double()
+        expect = (*ref.naca_snn_update(w_h, b_h, x_spikes, v_h, s_h, f, th, lens, lr, all_steps),
+                  *ref.naca_snn_update(w_o, b_o, s_h, v_o, s_o, err, th, lens, lr, all_steps))
+    # a non-trivial case: both layers fire and both updates move every parameter tensor
+    assert s_h.sum() > 0 and s_o.sum() > 0
+    for p0, e in zip((w_h, b_h, w_o, b_o), expect):
+        assert (p0 - e).abs().max() > 1e-3
+    model = copy.deepcopy(m)
+    learner = learn.NACA(model, lr=lr, lam=lam, theta=theta, all_steps=all_steps)
+    assert learner.membrane_chain is False
+    rates = learner.step(x.to(device), y.to(device))
+    torch.testing.assert_close(rates.cpu(), rate, rtol=0, atol=0)
+    for p, e in zip((model[1].weight, model[1].bias, model[2].weight, model[2].bias), expect):
+        torch.testing.assert_close(p.detach().cpu(), e, rtol=1e-10, atol=1e-12)
 
 
 def test_naca_learner_rejects_spiking_model_without_output():

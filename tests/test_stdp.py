@@ -27,8 +27,12 @@ def test_stdp_matches_reference(device, dtype, seed, bound, mod):
     m = {None: None, "scalar": torch.tensor(-0.7, dtype=torch.float64),
          "neuron": torch.randn(h, generator=g, dtype=torch.float64),
          "sample": torch.randn(b, h, generator=g, dtype=torch.float64)}[mod]
-    kw = dict(tau_pre=[20.0, 5.0, 10.0, 3.0][seed], tau_post=[20.0, 8.0, 2.0, 30.0][seed], a_plus=0.01,
-              a_minus=0.012, w_min=0.0, w_max=1.0, bound=bound, lr=[1.0, 3.0, 0.5, 2.0][seed], dt=[1.0, 0.5, 1.0, 2.0][seed])
+    # Seed 0: the defaults; the others move a_plus, a_minus, w_min and w_max (the weights start in [0, 1], so
+    # the hard bounds clamp and the soft ones scale differently): an op ignoring any of them fails.
+    kw = dict(tau_pre=[20.0, 5.0, 10.0, 3.0][seed], tau_post=[20.0, 8.0, 2.0, 30.0][seed],
+              a_plus=[0.01, 0.05, 0.002, 0.03][seed], a_minus=[0.012, 0.02, 0.004, 0.08][seed],
+              w_min=[0.0, 0.25, -0.5, 0.1][seed], w_max=[1.0, 0.75, 0.6, 2.0][seed],
+              bound=bound, lr=[1.0, 3.0, 0.5, 2.0][seed], dt=[1.0, 0.5, 1.0, 2.0][seed])
     expected = ref.stdp_update(w, pre, post, modulator=m, **kw)
     to = lambda x: None if x is None else x.to(device, dtype)
     wd = to(w)
@@ -47,7 +51,7 @@ def test_stdp_wide_layer_matches_reference(device, dtype, bound):
     w = torch.rand(h, i, generator=g, dtype=torch.float64)
     pre, post = spikes(g, t, b, i), spikes(g, t, b, h)
     m = torch.randn(b, h, generator=g, dtype=torch.float64)
-    kw = dict(tau_pre=7.0, tau_post=3.0, a_plus=0.01, a_minus=0.012, w_min=0.0, w_max=1.0, bound=bound, lr=2.0)
+    kw = dict(tau_pre=7.0, tau_post=3.0, a_plus=0.03, a_minus=0.02, w_min=0.1, w_max=0.9, bound=bound, lr=2.0)
     expected = ref.stdp_update(w, pre, post, modulator=m, **kw)
     wd = w.to(device, dtype)
     ops.stdp_update_(wd, pre.to(device, dtype), post.to(device, dtype), modulator=m.to(device, dtype), **kw)

@@ -2,8 +2,11 @@
 SBP (ALGORITHMS.md 2.2): the fused ops (ops.stp_forward, ops.homeostatic_relax)
 and the nn functions that use them, against the references, the torch
 compositions and hand-worked values."""
+import collections
+
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from torch_plugin import ops, reference as ref
 from torch_plugin.nn import STPSynapse, homeostatic_relax, spiking, stp_forward
@@ -162,20 +165,46 @@ def test_homeostatic_relax_op_returns_a_new_tensor():
 
 # --- nn.stp_forward / nn.homeostatic_relax: the op without a gradient, the torch loop with one --------
 
+class OpCalls(TorchDispatchMode):
+    """Counts the dispatcher calls of every op run inside it (``naca::stp_forward``, ``aten::mul``...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls[func._schema.name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_calls(fn):
+    with OpCalls() as mode:
+        out = fn()
+    return out, mode.calls
+
+
 def test_nn_stp_forward_uses_the_op_and_stays_differentiable():
     g = torch.Generator().manual_seed(0)
     s = torch.rand(6, 2, 3, generator=g, dtype=torch.float64)
-    fused = stp_forward(s, U=0.3)
+    fused, calls = count_calls(lambda: stp_forward(s, U=0.3))
+    assert calls["naca::stp_forward"] == 1  # one fused op, not the loop
+    assert calls["aten::stack"] == 0, calls  # the loop's torch.stack did not run
     torch.testing.assert_close(fused, spiking._stp_torch(s, U=0.3), rtol=1e-14, atol=0)
+    _, calls = count_calls(lambda: STPSynapse(U=0.3)(s))
+    assert calls["naca::stp_forward"] == 1
+    _, calls = count_calls(lambda: stp_forward(s[:, 0]))  # (T, N): runs as (T, 1, N), through the op too
+    assert calls["naca::stp_forward"] == 1
     sg = s.clone().requires_grad_(True)
-    out = stp_forward(sg, U=0.3)
+    out, calls = count_calls(lambda: stp_forward(sg, U=0.3))
+    assert calls["naca::stp_forward"] == 0  # a gradient is needed: the differentiable loop
     assert out.grad_fn is not None
     torch.testing.assert_close(out.detach(), fused, rtol=1e-14, atol=0)
     out.sum().backward()
     assert sg.grad is not None and torch.isfinite(sg.grad).all()
     assert torch.autograd.gradcheck(lambda x: stp_forward(x, U=0.3), (sg[:3, :1, :2].detach().requires_grad_(),))
     with torch.no_grad():
-        assert stp_forward(sg).grad_fn is None
+        out, calls = count_calls(lambda: stp_forward(sg))
+        assert out.grad_fn is None and calls["naca::stp_forward"] == 1
     assert stp_forward(s[:, 0]).shape == (6, 3)  # (T, N): runs as (T, 1, N)
 
 
@@ -184,15 +213,19 @@ def test_nn_homeostatic_relax_uses_the_op_and_stays_differentiable():
     s_h, s_below = torch.rand(4, 5, generator=g, dtype=torch.float64), torch.rand(4, 7, generator=g, dtype=torch.float64)
     w = (torch.randn(5, 7, generator=g, dtype=torch.float64) * 0.3).requires_grad_(True)
     with torch.no_grad():
-        fused = homeostatic_relax(s_h, s_below, w, iters=5)
-    out = homeostatic_relax(s_h, s_below, w, iters=5)
+        fused, calls = count_calls(lambda: homeostatic_relax(s_h, s_below, w, iters=5))
+    assert calls["naca::homeostatic_relax"] == 1  # the drive's GEMM, then one fused op for the 5 steps
+    assert calls["aten::clamp"] == 0, calls
+    out, calls = count_calls(lambda: homeostatic_relax(s_h, s_below, w, iters=5))
+    assert calls["naca::homeostatic_relax"] == 0  # a gradient is needed: the differentiable loop
     assert out.grad_fn is not None and fused.grad_fn is None
     torch.testing.assert_close(out.detach(), fused, **ulps(torch.float64))
     out.sum().backward()
     assert w.grad is not None and torch.isfinite(w.grad).all()
     # a broadcast start state (H,) and mixed dtypes still work (the latter by the torch loop)
     with torch.no_grad():
-        got = homeostatic_relax(s_h[0], s_below, w, iters=5)
+        got, calls = count_calls(lambda: homeostatic_relax(s_h[0], s_below, w, iters=5))
+        assert calls["naca::homeostatic_relax"] == 1  # broadcast (expanded) start state: still the op
         torch.testing.assert_close(got, _relax_loop(s_h[0], s_below @ w.t(), 0.5, 5), **ulps(torch.float64))
         assert homeostatic_relax(s_h.float(), s_below, w, iters=5).dtype == torch.float64
 

@@ -389,7 +389,8 @@ def bench_ops(device, timer, quick, bounds) -> list:
 
             t_op = timer(lambda: ops.conv_plasticity_update_(w, bias, inp, z, sig, *geo, "tanh", lr))
             base = {"eager": timer(eager_conv_plast),
-                    "reference": timer(_f32(lambda: ref.conv_plasticity_update(w, bias, inp, z, sig, *geo, "tanh", lr)))}
+                    "reference": timer(_f32(lambda: ref.conv_plasticity_update(w, bias, inp, z, sig, *geo, "tanh",
+                                                                               lr, im2col=False)))}
             nbytes = 4 * (2 * w.numel() + inp.numel() + 2 * z.numel() + 2 * cout)
             add("conv_plasticity_update_", f"B={b} {cin}->{cout} {hw}x{hw} k3", dtype, t_op, base, nbytes, flops)
 

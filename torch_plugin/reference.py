@@ -103,14 +103,27 @@ def naca_output_update(weight, bias, pre, logits, labels, lr, sigmoid_grad=True)
 
 def conv_plasticity_update(
     weight, bias, input, preact, signal, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-    groups=1, activation="tanh", lr=1e-3,
+    groups=1, activation="tanh", lr=1e-3, im2col=True,
 ):
-    """The conv weight change as the gradient of <conv(input, W), delta> w.r.t. W."""
+    """The conv weight change: the gradient of <conv(input, W), delta> w.r.t. W.
+
+    im2col (the tests): the sum over samples and output positions of delta times the input patch
+    (F.unfold, then einsum), independent of convolution_backward, the kernel the op itself calls.
+    im2col=False (the benchmark's baseline): through autograd, the fastest plain-PyTorch form."""
     delta = signal * activation_grad(preact, activation)
-    with torch.enable_grad():
-        w = weight.detach().clone().requires_grad_(True)
-        out = F.conv2d(input, w, None, stride, padding, dilation, groups)
-        (dw,) = torch.autograd.grad((out * delta).sum(), w)
+    if not im2col:
+        with torch.enable_grad():
+            w = weight.detach().clone().requires_grad_(True)
+            out = F.conv2d(input, w, None, stride, padding, dilation, groups)
+            (dw,) = torch.autograd.grad((out * delta).sum(), w)
+        new_b = None if bias is None else bias - lr * delta.sum((0, 2, 3))
+        return weight - lr * dw, new_b
+    out_ch, in_per_group, kh, kw = weight.shape
+    cols = F.unfold(input, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # (B, C*kh*kw, L), C major
+    b, _, positions = cols.shape
+    cols = cols.reshape(b, groups, in_per_group * kh * kw, positions)
+    d = delta.reshape(b, groups, out_ch // groups, positions)
+    dw = torch.einsum("bgol,bgkl->gok", d, cols).reshape(weight.shape)
     new_b = None if bias is None else bias - lr * delta.sum((0, 2, 3))
     return weight - lr * dw, new_b
 
