@@ -38,8 +38,11 @@ class NACA:
     with ``ops.naca_snn_update_`` modulated by f(E[y] NI), and the one with
     ``is_output=True`` by its rate error mean_t(s_t) - onehot(y); the model's
     forward returns the output firing rates, which ``step`` returns.
-    ``all_steps`` sums the eligibility over every time step (default) or uses
-    t = T only (the authors' classification code). ``membrane_chain=True`` is the
+    ``all_steps`` sums the hidden layers' eligibility over every time step
+    (default) or uses t = T only (the authors' classification code, whose hidden
+    layers receive f(NL) at the last step only); the output layer always learns
+    from every step, as theirs does (their loss is on the rate sum_t s_t / T, so
+    every step's output spike carries the error). ``membrane_chain=True`` is the
     authors' class-incremental SNN rule (``ops.naca_snn_chain_update_``): the
     signal enters the last step's spikes and is carried back through the
     membrane recurrence to every step, the eligibility standing in for the
@@ -112,7 +115,7 @@ class NACA:
         check_only_these_train(model, layers, "NACA")
         self.steps = 0
 
-    def _spiking_update(self, layer, signal: Tensor, lr: float, into_grad: bool) -> None:
+    def _spiking_update(self, layer, signal: Tensor, lr: float, into_grad: bool, all_steps: bool) -> None:
         if layer.saved is None:
             raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
         pre, volts, spikes = layer.saved
@@ -122,7 +125,7 @@ class NACA:
             ops.naca_snn_chain_update_(w, b, pre, volts, spikes, signal, lif.decay, lif.threshold, layer.lens,
                                        lif.reset, layer.current, lr)
         else:
-            ops.naca_snn_update_(w, b, pre, volts, spikes, signal, layer.threshold, layer.lens, lr, self.all_steps)
+            ops.naca_snn_update_(w, b, pre, volts, spikes, signal, layer.threshold, layer.lens, lr, all_steps)
         layer.saved = None
 
     @property
@@ -178,7 +181,8 @@ class NACA:
                 for layer in self.hidden:
                     signal = ops.modulation(ops.neuromodulator(y, layer.ni, check_labels=op_checks),
                                             self.lam, self.theta)
-                    self._spiking_update(layer, signal if valid is None else signal * valid, lr, into_grad)
+                    self._spiking_update(layer, signal if valid is None else signal * valid, lr, into_grad,
+                                         self.all_steps)
                 spikes = self.output.saved[2] if self.output.saved is not None else None
                 if spikes is not None:
                     if valid is None:
@@ -186,7 +190,7 @@ class NACA:
                     else:  # no one_hot (a device assert on CUDA for a bad label)
                         target = y.unsqueeze(1) == torch.arange(self.output.num_classes, device=y.device)
                         spikes = (spikes.mean(0) - target.to(spikes.dtype)) * valid
-                self._spiking_update(self.output, spikes, lr, into_grad)
+                self._spiking_update(self.output, spikes, lr, into_grad, True)  # every step (see the docstring)
             else:
                 # The hidden layers from the last to the first, then the output layer: the
                 # updates are independent (each reads only its own saved forward tensors);
