@@ -20,7 +20,7 @@ def mlp(in_features: int, hidden: Sequence[int], num_classes: int, activation: s
 
     With a seed, hidden layer i draws its NI from seed + i (weights follow torch's RNG).
     bias: the hidden layers have biases; output_bias: the output layer has one (None: as bias).
-    The authors' ANNs have none (bias=False).
+    The authors' class-incremental ANN has none (bias=False); their classification code has them.
     """
     layers: list[nn.Module] = [nn.Flatten()]
     width = in_features
@@ -35,16 +35,23 @@ def mlp(in_features: int, hidden: Sequence[int], num_classes: int, activation: s
 
 def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (64, 128),
              hidden: int = 1000, activation: str = "tanh", seed: Optional[int] = None,
-             bias: bool = True, output_bias: Optional[bool] = None) -> nn.Sequential:
-    """The papers' net: [conv3x3(pad 1) -> act -> avgpool 2] per channel count -> FC hidden -> FC out.
+             bias: bool = True, output_bias: Optional[bool] = None, kernel_size: int = 3) -> nn.Sequential:
+    """The papers' layout: [conv k x k (pad k // 2, stride 1) -> act -> avgpool 2] per channel count -> FC hidden
+    -> FC out.
 
-    in_shape: (C, H, W). Default channels (64, 128) and hidden 1000 give conv64-conv128-FC1000-FC10.
-    bias: the conv and hidden FC layers have biases; output_bias: the output layer has one (None: as bias).
+    in_shape: (C, H, W). Default channels (64, 128) and hidden 1000 give conv64-conv128-FC1000-FC10. The
+    authors' kernels are 5 x 5 (their topology string CONV_64_5_1_2_CONV_128_5_1_2_FC_1000_FC_10):
+    kernel_size=5; the default 3 is this package's smaller, faster variant (odd sizes only, so the padding
+    keeps H x W). bias: the conv and hidden FC layers have biases (as the authors' classification code);
+    output_bias: the output layer has one (None: as bias).
     """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
     c, h, w = in_shape
     layers: list[nn.Module] = []
     for i, ch in enumerate(channels):
-        layers += [NACAConv2d(c, ch, 3, num_classes, (h, w), padding=1, bias=bias, activation=activation,
+        layers += [NACAConv2d(c, ch, kernel_size, num_classes, (h, w), padding=kernel_size // 2, bias=bias,
+                              activation=activation,
                               seed=None if seed is None else seed + i), nn.AvgPool2d(2)]
         c, h, w = ch, h // 2, w // 2
     layers += [nn.Flatten(),

@@ -62,14 +62,22 @@ class SBP:
             hidden state (ANN: activities; SNN: rates): ``relax_steps`` iterations of step eps,
             the free phase from the forward's state with the bottom-up drive, the nudged phase
             from the relaxed free state with the top-down drive added (in place of re-running
-            the layer); 0 (default) re-runs the layer for the nudged phase.
+            the layer); 0 (default) re-runs the layer for the nudged phase. Differences from
+            the authors' MATLAB SNN (snnhomeov.m), which this simplifies: their free phase also
+            takes top-down input from an output layer relaxing with it, their nudged phase runs
+            5 iterations with the output relaxing under beta (s - y), and their hidden units
+            squash with 2 sigmoid(x) - 1 (output: ReLU); here the state is clamped to [0, 1]
+            as in their ANN code (rho = clip(s, 0, 1)), the drive is fixed, so the free phase
+            converges to clamp01(W x + b) even where the forward used another activation.
         local_rule: the local change of step 3 (ALGORITHMS.md 2.1), for each matrix with its
             (pre, post) rates of the free (0) and nudged (b) phases, divided by beta B:
             'contrastive' (default, the authors' code): (post_b - post_0)^T pre_0;
             'symmetric' (symmetric STDP): post_b^T pre_b - post_0^T pre_0;
             'differential': post_0^T (pre_b - pre_0) (zero for W_in, whose input does not
             change between phases; the spread only rescales a matrix's own LTP/LTD, so W_in
-            then does not learn at all, only its bias does).
+            then does not learn at all, only its bias does). The authors apply their
+            symmetric and differential STDP baselines without any spread; here every rule
+            goes through the spread, so use ``fraction=0`` to reproduce those baselines.
     Short-term plasticity: build the SNN with ``models.sbp_snn(..., stp=True)`` (an
     ``STPSynapse`` before the hidden layer); the rule then sees the STP current as the
     hidden layer's input.

@@ -248,7 +248,10 @@ class STPSynapse(nn.Module):
 
     Put it between a spike source and a spiking layer to give the layer
     depressing/facilitating synapses (U 0.45, tau_f 10, tau_d 2, tau_s 2, as
-    ALGORITHMS.md 2.2).
+    ALGORITHMS.md 2.2). Each sequence starts from u = 0, x = 1, I = 0 and the
+    filter acts on the presynaptic spikes, before W; the authors' MATLAB code
+    (snntrain.m, snn_lif.m) starts from u = 0.1, x = 1, I = 0.1, keeps the state
+    across batches and filters each postsynaptic neuron's input current, after W.
     """
 
     def __init__(self, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0, tau_s: float = 2.0, A: float = 1.0):
