@@ -35,6 +35,10 @@ def test_forgetting_columns_per_class():
     rows = [[0.9, 0.8, 0.0], [0.2, 0.6, 0.9]]
     assert metrics.forgetting_columns(rows, [0, 0, 1]) == pytest.approx(((0.9 - 0.2) + (0.8 - 0.6)) / 2)
     assert metrics.forgetting_columns([[0.5]], [0]) == 0.0
+    # a class without test samples (NaN) is left out, not read as accuracy 0
+    nan = float("nan")
+    rows = [[0.9, nan, 0.0], [0.2, nan, 0.9]]
+    assert metrics.forgetting_columns(rows, [0, 0, 1]) == pytest.approx(0.9 - 0.2)
 
 
 def test_epochs_to_criterion_paper_rule():
@@ -252,7 +256,7 @@ def test_compare_gate_sbp_and_snn(tmp_path):
     assert "acc_matrix_class_sorted.png" in res["files"]["plots"]
     assert (tmp_path / "g" / "acc_matrix_class_sorted.png").stat().st_size > 1000
     table = (tmp_path / "g" / "results.md").read_text()
-    assert "forgetting, class-sorted (%)" in table and "| sbp |" in table
+    assert "forgetting per class, class-sorted (%)" in table and "| sbp |" in table
     compare.main(["--dataset", "digits", "--hidden", "32", "--epochs", "1", "--methods", "sbp", "--quiet",
                   "--no-plots", "--out", str(tmp_path / "s")])
     r = json.loads((tmp_path / "s" / "results.json").read_text())["runs"][0]
@@ -461,14 +465,15 @@ def test_compare_sbp_flags_need_an_sbp_method():
 @pytest.mark.parametrize("rule", ["all-steps", "last-step", "chain"])
 def test_measured_macs_of_spiking_naca_rules(rule):
     """The FLOP counter knows both NACA-SNN update ops: forward T (I H + H N) multiplies per
-    sample, plus the same for the update over every step (all-steps, chain) or one (last-step)."""
+    sample, plus the same for the update over every step (all-steps, chain); last-step updates the
+    hidden layer from one step and the output layer from every step: I H + T H N."""
     from torch_plugin import learn, metrics, models
 
     m = models.spiking_mlp(8, [6], 3, T=5, seed=0)
     learner = learn.NACA(m, lr=0.01, all_steps=rule != "last-step", membrane_chain=rule == "chain")
     x, y = torch.rand(4, 8), torch.tensor([0, 1, 2, 0])
     per_step = 8 * 6 + 6 * 3
-    expect = 5 * per_step + (per_step if rule == "last-step" else 5 * per_step)
+    expect = 5 * per_step + (8 * 6 + 5 * 6 * 3 if rule == "last-step" else 5 * per_step)
     assert metrics.measured_macs(lambda: learner.step(x, y), 4) == pytest.approx(expect)
 
 
@@ -629,3 +634,102 @@ def test_compare_resume_after_interruption(tmp_path, monkeypatch):
         f.write("{not json")
     with pytest.raises(SystemExit, match=r"cannot read the saved run .*naca_seed0\.json"):
         compare.main(argv + ["--out", out, "--resume"])
+
+
+def test_compare_records_nonfinite_steps_and_threads(tmp_path):
+    """A run whose outputs go NaN (BP at an absurd learning rate) counts those steps, stops its task after
+    that epoch, and still reports; every run records the thread count that trained it."""
+    compare.main(["--dataset", "digits", "--hidden", "16", "--epochs", "3", "--methods", "bp,naca", "--optimizer",
+                  "sgd", "--lr", "bp=1e38", "--quiet", "--no-plots", "--out", str(tmp_path)])
+    runs = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["runs"]}
+    bp, naca = runs["bp"], runs["naca"]
+    assert bp["nonfinite_steps"] > 0 and len(bp["epochs"]) < 3
+    assert bp["epochs"][-1]["nonfinite_steps"] > 0
+    assert naca["nonfinite_steps"] == 0 and len(naca["epochs"]) == 3
+    assert all(r["threads"] == torch.get_num_threads() for r in runs.values())
+
+
+def test_compare_class_incremental_reports_forgetting_per_class(tmp_path):
+    """The table's main forgetting is ALGORITHMS.md's (per class, averaged); per task stays beside it.
+    With two classes per task the two differ in general; with the gate both exist for class-sorted batches."""
+    compare.main(["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--methods", "bp,naca", "--gate",
+                  "--scenario", "class-incremental", "--quiet", "--no-plots", "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "results.json").read_text())
+    for r in res["runs"]:
+        ci, leak = r["class_incremental"], r["gate_by_class_eval"]
+        rows = np.asarray(ci["class_acc_matrix"])
+        learned_at = [next(i for i, cl in enumerate(ci["tasks"]) if c in cl) for c in range(10)]
+        expect = np.mean([rows[learned_at[c]:4, c].max() - rows[4, c] for c in range(10) if learned_at[c] < 4])
+        assert ci["forgetting_per_class"] == pytest.approx(expect)
+        assert _finite_in(leak["forgetting_per_class"], -1, 1)
+    for m in ("bp", "naca"):
+        assert {"forgetting_per_class", "forgetting", "gate_by_class_forgetting_per_class"} <= set(res["summary"][m])
+    table = (tmp_path / "results.md").read_text()
+    assert "forgetting per class (%)" in table and "forgetting per task (%)" in table
+    assert "forgetting per class, class-sorted (%)" in table
+    assert res["dataset"]["test_order"] == "stored"  # digits' test split is not sorted by class
+
+
+def test_gate_shuffles_a_class_sorted_test_set(tmp_path):
+    """With --gate, a test set stored sorted by class would make the mixed-batch evaluation class-sorted (the
+    gate would see the class): it is evaluated in a fixed shuffled order instead, and results.json says so."""
+    xtr, ytr, xte, yte = data.load_digits()
+    order = torch.argsort(yte, stable=True)
+    path = tmp_path / "sorted.npz"
+    np.savez(path, x_train=xtr.numpy(), y_train=ytr.numpy(), x_test=xte[order].numpy(), y_test=yte[order].numpy())
+    argv = ["--dataset", str(path), "--hidden", "16", "--epochs", "1", "--methods", "naca", "--quiet", "--no-plots"]
+    compare.main(argv + ["--gate", "--out", str(tmp_path / "g")])
+    compare.main(argv + ["--out", str(tmp_path / "n")])
+    gated = json.loads((tmp_path / "g" / "results.json").read_text())
+    plain = json.loads((tmp_path / "n" / "results.json").read_text())
+    assert gated["dataset"]["test_order"].startswith("shuffled") and plain["dataset"]["test_order"] == "stored"
+    # the class-sorted evaluation (the gate's leak) still scores far above the mixed one
+    r = gated["runs"][0]
+    assert r["gate_by_class_eval"]["test_acc"] > r["final_test_acc"]
+
+
+def test_sbp_mask_seed_follows_the_run_seed(monkeypatch, tmp_path):
+    """--sbp-percentage < 1: each study seed draws its own synapse subset (the SBP learner gets the run's seed)."""
+    from torch_plugin.learn import SBP
+
+    seen = []
+
+    class Spy(SBP):
+        def __init__(self, *a, **kw):
+            seen.append(kw["seed"])
+            super().__init__(*a, **kw)
+
+    real_import = compare._import
+    monkeypatch.setattr(compare, "_import", lambda name, what: Spy if name.endswith(".SBP") else real_import(name, what))
+    compare.main(["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--methods", "sbp", "--seeds", "3,4",
+                  "--sbp-percentage", "0.5", "--train-subset", "200", "--quiet", "--no-plots", "--out", str(tmp_path)])
+    assert sorted(set(seen)) == [3, 4]  # (the MAC count's twin learner draws the same seed as its run)
+
+
+def test_conv_kernel_option(tmp_path):
+    """--conv-kernel 5 builds the authors' 5 x 5 layers (padding keeps the map size) and trains; even sizes and
+    other models are refused."""
+    from torch_plugin import models
+
+    net = models.conv_net((1, 8, 8), 10, channels=(4, 8), hidden=16, kernel_size=5, seed=0)
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+    assert [tuple(c.weight.shape[2:]) for c in convs] == [(5, 5), (5, 5)] and convs[0].padding == (2, 2)
+    assert net(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+    with pytest.raises(ValueError, match="odd"):
+        models.conv_net((1, 8, 8), 10, kernel_size=4)
+    compare.main(["--dataset", "digits", "--model", "conv", "--channels", "4,8", "--hidden", "16", "--conv-kernel", "5",
+                  "--epochs", "1", "--methods", "bp,naca", "--train-subset", "200", "--quiet", "--no-plots",
+                  "--out", str(tmp_path)])
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert all(r["model"].endswith(" 5x5") and _finite_in(r["final_test_acc"], 0, 1) for r in runs)
+    for argv in (["--model", "conv", "--conv-kernel", "4"], ["--conv-kernel", "5"]):
+        with pytest.raises(SystemExit):
+            compare.parse_args(["--dataset", "digits", *argv])
+
+
+def test_run_study_without_main(tmp_path):
+    """compare.run_study(compare.parse_args(argv)) works without main() (the command line is read from sys.argv)."""
+    res = compare.run_study(compare.parse_args(["--dataset", "digits", "--hidden", "8", "--epochs", "1", "--methods",
+                                                "naca", "--train-subset", "200", "--quiet", "--no-plots",
+                                                "--out", str(tmp_path)]))
+    assert res["command"].startswith("python -m torch_plugin.compare") and len(res["runs"]) == 1

@@ -90,10 +90,13 @@ def forgetting_columns(rows, learned_at: Sequence[int]) -> float:
     """Forgetting over arbitrary columns (e.g. classes): rows[i][c] is the accuracy on
     column c after task i; column c was learned at task learned_at[c]. Columns learned
     in the last task are skipped; the rest give max over earlier rows (from learned_at[c]
-    to T-2) minus the final value, averaged. 0 when nothing qualifies."""
+    to T-2) minus the final value, averaged. 0 when nothing qualifies. A NaN entry (a class
+    with no test sample, e.g. under a small test subset) is not a measurement: such a
+    column is left out rather than read as accuracy 0."""
     a = np.asarray(rows, dtype=np.float64)
     t = a.shape[0]
-    vals = [a[learned_at[c]:t - 1, c].max() - a[t - 1, c] for c in range(a.shape[1]) if learned_at[c] < t - 1]
+    vals = [a[learned_at[c]:t - 1, c].max() - a[t - 1, c] for c in range(a.shape[1])
+            if learned_at[c] < t - 1 and not np.isnan(a[learned_at[c]:, c]).any()]
     return float(np.mean(vals)) if vals else 0.0
 
 
