@@ -63,7 +63,10 @@ def read_idx(path: str) -> np.ndarray:
     count = int(np.prod(shape)) if shape else 0
     if len(data) - offset < count * dtype.itemsize:
         raise ValueError(f"{path}: truncated IDX file (header says {shape}, {len(data) - offset} bytes of data)")
-    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+    if not arr.dtype.isnative:  # IDX multi-byte types are big-endian; torch only takes native byte order
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
 
 
 def _find_idx(root: str, stem: str) -> Optional[str]:
@@ -77,12 +80,23 @@ def _find_idx(root: str, stem: str) -> Optional[str]:
 
 
 def normalize(x) -> Tensor:
-    """Images to float32 in [0, 1]: integer data divided by its dtype's max (255 for uint8),
-    float data already in [0, 1] unchanged, any other float data min-max scaled globally."""
-    x = torch.as_tensor(np.array(x))  # a copy: IDX buffers are read-only
-    if not torch.is_floating_point(x):
-        top = 255.0 if x.dtype == torch.uint8 else float(max(int(x.max()), 1))
-        return x.to(torch.float32) / top
+    """Images to float32 in [0, 1]: uint8 divided by 255, other unsigned integer data divided
+    by its max, signed integer data min-max scaled (its negative values included), float data
+    already in [0, 1] unchanged, any other float data min-max scaled globally."""
+    arr = np.array(x)  # a copy: IDX buffers are read-only
+    if arr.dtype.kind in "iub" and arr.dtype != np.uint8:
+        if arr.dtype.kind == "b" or arr.size == 0:
+            return torch.from_numpy(arr.astype(np.float32))
+        a = arr.astype(np.float64)  # exact for <= 32-bit integers, no overflow in hi - lo
+        if arr.dtype.kind == "i":
+            lo, hi = float(a.min()), float(a.max())
+            a = (a - lo) / max(hi - lo, 1.0)
+        else:
+            a = a / max(float(a.max()), 1.0)
+        return torch.from_numpy(a.astype(np.float32))
+    x = torch.as_tensor(arr)
+    if not torch.is_floating_point(x):  # uint8
+        return x.to(torch.float32) / 255.0
     x = x.to(torch.float32)
     lo, hi = float(x.min()), float(x.max())
     if lo >= 0.0 and hi <= 1.0:
@@ -107,13 +121,8 @@ def _labels(y) -> Tensor:
     return y.to(torch.int64)
 
 
-def load_idx_dir(root: str, split: str = "train", package_hint: Optional[str] = None) -> tuple[Tensor, Tensor]:
-    """(x, y) of one split from a folder of MNIST-style IDX files (raw or .gz).
-
-    Looks for train-images-idx3-ubyte / train-labels-idx1-ubyte (split 'train') or
-    t10k-images-idx3-ubyte / t10k-labels-idx1-ubyte (split 'test'), also with '.idx'
-    spelling and a .gz suffix. Raises FileNotFoundError naming the missing file.
-    """
+def _read_idx_split(root: str, split: str, package_hint: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw (x, y) numpy arrays of one IDX split (no normalisation)."""
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     paths = []
@@ -128,12 +137,44 @@ def load_idx_dir(root: str, split: str = "train", package_hint: Optional[str] = 
     x, y = read_idx(paths[0]), read_idx(paths[1])
     if len(x) != len(y):
         raise ValueError(f"{paths[0]} has {len(x)} samples but {paths[1]} has {len(y)} labels")
+    return x, y
+
+
+def load_idx_dir(root: str, split: str = "train", package_hint: Optional[str] = None) -> tuple[Tensor, Tensor]:
+    """(x, y) of one split from a folder of MNIST-style IDX files (raw or .gz).
+
+    Looks for train-images-idx3-ubyte / train-labels-idx1-ubyte (split 'train') or
+    t10k-images-idx3-ubyte / t10k-labels-idx1-ubyte (split 'test'), also with '.idx'
+    spelling and a .gz suffix. Raises FileNotFoundError naming the missing file.
+    The images are normalised on this split alone (uint8 / 255 and [0, 1] floats do not
+    depend on it); use load_idx_splits for train and test on one shared scale.
+    """
+    x, y = _read_idx_split(root, split, package_hint)
     return _as_images(normalize(x)), _labels(y)
+
+
+def load_idx_splits(root: str, package_hint: Optional[str] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x_train, y_train, x_test, y_test) from an IDX folder, train and test images normalised
+    together (one scale for both splits, as load_npz does)."""
+    xtr, ytr = _read_idx_split(root, "train", package_hint)
+    xte, yte = _read_idx_split(root, "test", package_hint)
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise ValueError(f"{root}: train images have shape {xtr.shape[1:]} but test images {xte.shape[1:]}")
+    n_tr = len(xtr)
+    xs = _as_images(normalize(np.concatenate([xtr, xte])))
+    return xs[:n_tr], _labels(ytr), xs[n_tr:], _labels(yte)
 
 
 def load_fashion_mnist(root: str = FASHION_MNIST_DIR, split: str = "train") -> tuple[Tensor, Tensor]:
     """Fashion-MNIST from Debian's dataset-fashion-mnist: x (n, 1, 28, 28) in [0, 1], y (n,)."""
     return load_idx_dir(root, split, package_hint=FASHION_MNIST_PACKAGE if root == FASHION_MNIST_DIR else None)
+
+
+def _check_npz_labels(path: str, key: str, y: np.ndarray) -> None:
+    if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
+        return
+    raise ValueError(f"{path}: labels {key!r} have shape {tuple(y.shape)}; expected class indices of shape (n,) "
+                     f"or (n, 1) (one-hot or multi-column labels are not accepted: store the class index per sample)")
 
 
 def load_npz(path: str, test_fraction: float = 0.2, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -145,8 +186,13 @@ def load_npz(path: str, test_fraction: float = 0.2, seed: int = 0) -> tuple[Tens
         keys = set(f.files)
         if {"x_train", "y_train", "x_test", "y_test"} <= keys:
             parts = [f["x_train"], f["y_train"], f["x_test"], f["y_test"]]
+            for xk, yk, xa, ya in (("x_train", "y_train", parts[0], parts[1]), ("x_test", "y_test", parts[2], parts[3])):
+                _check_npz_labels(path, yk, ya)
+                if len(xa) != len(ya):
+                    raise ValueError(f"{path}: {xk} has {len(xa)} samples but {yk} has {len(ya)} labels")
         elif {"x", "y"} <= keys:
             x, y = f["x"], f["y"]
+            _check_npz_labels(path, "y", y)
             if len(x) != len(y):
                 raise ValueError(f"{path}: x has {len(x)} samples but y has {len(y)}")
             perm = np.random.default_rng(seed).permutation(len(x))
@@ -176,9 +222,30 @@ def load_digits(test_fraction: float = 0.2) -> tuple[Tensor, Tensor, Tensor, Ten
     return x[tr].unsqueeze(1), y[tr], x[te].unsqueeze(1), y[te]
 
 
+def _stratified_quotas(counts: Sequence[int], n: int) -> list[int]:
+    """Per-class sample counts summing to n (< sum(counts)): largest-remainder (Hamilton)
+    apportionment of n * count / total (ties: lower class position first), then, when
+    n >= number of classes, at least one per class, taken from the classes with the largest
+    quotas (ties: lower class position first)."""
+    total = int(sum(counts))
+    quota = [c * n // total for c in counts]  # exact integer floors
+    rem = [c * n % total for c in counts]
+    rest = n - sum(quota)
+    for k in sorted(range(len(counts)), key=lambda k: (-rem[k], k))[:rest]:
+        quota[k] += 1
+    if n >= len(counts):
+        for k in range(len(counts)):
+            if quota[k] == 0:
+                donor = max(range(len(counts)), key=lambda j: (quota[j], -j))
+                quota[donor] -= 1
+                quota[k] += 1
+    return quota
+
+
 def subset(x: Tensor, y: Tensor, n: Optional[int], seed: int = 0, stratified: bool = True) -> tuple[Tensor, Tensor]:
     """A seeded random subset of n samples (all when n is None or >= len). Stratified: the
-    classes keep their proportions (rounded), so small subsets still hold every class."""
+    classes keep their proportions (largest-remainder rounding), and every class gets at
+    least one sample when n >= the number of classes."""
     if n is None or n >= len(x):
         return x, y
     if n <= 0:
@@ -190,10 +257,8 @@ def subset(x: Tensor, y: Tensor, n: Optional[int], seed: int = 0, stratified: bo
         perm = torch.randperm(len(x), generator=g)
         ys = y[perm]
         classes, counts = torch.unique(ys, return_counts=True)
-        quota = (counts.double() * n / len(x)).floor().long()
-        rest = n - int(quota.sum())
-        quota[torch.argsort(counts, descending=True)[:rest]] += 1
-        idx = torch.cat([perm[ys == c][:q] for c, q in zip(classes.tolist(), quota.tolist())])
+        quota = _stratified_quotas(counts.tolist(), n)
+        idx = torch.cat([perm[ys == c][:q] for c, q in zip(classes.tolist(), quota)])
         idx = idx[torch.randperm(len(idx), generator=g)]
     return x[idx], y[idx]
 
@@ -202,15 +267,13 @@ def load_dataset(name: str, train_subset: Optional[int] = None, test_subset: Opt
                  seed: int = 0) -> Dataset:
     """'fashion-mnist', 'digits', a folder of IDX files, or an .npz file."""
     if name == "fashion-mnist":
-        xtr, ytr = load_fashion_mnist(split="train")
-        xte, yte = load_fashion_mnist(split="test")
+        xtr, ytr, xte, yte = load_idx_splits(FASHION_MNIST_DIR, package_hint=FASHION_MNIST_PACKAGE)
     elif name == "digits":
         xtr, ytr, xte, yte = load_digits()
     elif name.endswith(".npz") or os.path.isfile(name):
         xtr, ytr, xte, yte = load_npz(name, seed=seed)
     elif os.path.isdir(name):
-        xtr, ytr = load_idx_dir(name, "train")
-        xte, yte = load_idx_dir(name, "test")
+        xtr, ytr, xte, yte = load_idx_splits(name)
     else:
         raise FileNotFoundError(f"dataset {name!r}: not 'fashion-mnist', 'digits', an existing .npz file or IDX folder")
     xtr, ytr = subset(xtr, ytr, train_subset, seed)
@@ -236,7 +299,7 @@ def class_incremental_tasks(num_classes: int, classes_per_task: int = 2,
 
 def task_subset(x: Tensor, y: Tensor, classes: Sequence[int]) -> tuple[Tensor, Tensor]:
     """The samples whose label is in classes."""
-    mask = torch.isin(y, torch.as_tensor(list(classes), dtype=y.dtype))
+    mask = torch.isin(y, torch.as_tensor(list(classes), dtype=y.dtype, device=y.device))
     return x[mask], y[mask]
 
 
