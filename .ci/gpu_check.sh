@@ -50,13 +50,17 @@ t0=$SECONDS
 timeout "$(budget "${TEST_S:-120}")" $PY -m pytest tests -q -p no:cacheprovider -n 8 -k cuda >"$OUT/pytest.log" 2>&1
 status "pytest -k cuda rc=$? in $((SECONDS - t0)) s: $(tail -n 1 "$OUT/pytest.log")"
 
-# The comparison CLI on the GPU (tiny digits runs: MLP with BP, NACA, SBP; SNN with NACA, SBP, BPTT).
+# The comparison CLI on the GPU (tiny digits runs: MLP with BP, NACA, SBP; SNN with NACA, SBP, BPTT;
+# class-incremental MLP with the gate and the authors' loop options).
 t0=$SECONDS
 { timeout "$(budget "${COMPARE_S:-90}")" $PY -m torch_plugin.compare --dataset digits --device cuda --epochs 2 \
     --methods bp,naca,sbp --quiet --no-plots --out /tmp/naca_compare_mlp &&
   timeout "$(budget "${COMPARE_S:-90}")" $PY -m torch_plugin.compare --dataset digits --device cuda --model snn --hidden 200 \
     --epochs 2 --methods naca,sbp,bp-surrogate --quiet --no-plots --out /tmp/naca_compare_snn &&
-  cat /tmp/naca_compare_mlp/results.md /tmp/naca_compare_snn/results.md; } >"$OUT/compare.log" 2>&1
+  timeout "$(budget "${COMPARE_S:-90}")" $PY -m torch_plugin.compare --dataset digits --device cuda --scenario class-incremental \
+    --tasks-classes 1 --gate --epochs 1 --methods bp,naca --restore-best --stop-metric eval --quiet --no-plots \
+    --out /tmp/naca_compare_ci &&
+  cat /tmp/naca_compare_mlp/results.md /tmp/naca_compare_snn/results.md /tmp/naca_compare_ci/results.md; } >"$OUT/compare.log" 2>&1
 status "compare --device cuda rc=$? in $((SECONDS - t0)) s"
 
 # The op tests on CUDA, float32, under the sanitizers (slow: a few hundred kernels).
