@@ -42,7 +42,10 @@ class NACA:
     (default) or uses t = T only (the authors' classification code, whose hidden
     layers receive f(NL) at the last step only); the output layer always learns
     from every step, as theirs does (their loss is on the rate sum_t s_t / T, so
-    every step's output spike carries the error). ``membrane_chain=True`` is the
+    every step's output spike carries the error). Not modelled: their membrane
+    update mem.detach() * decay * (1 - s_{t-1}) keeps s_{t-1} in the graph, so the
+    last step's signal also reaches step T-1 through the reset term (about a tenth
+    of the hidden update at decay 0.2). ``membrane_chain=True`` is the
     authors' class-incremental SNN rule (``ops.naca_snn_chain_update_``): the
     signal enters the last step's spikes and is carried back through the
     membrane recurrence to every step, the eligibility standing in for the
