@@ -373,7 +373,8 @@ def bench_ops(device, timer, quick, bounds) -> list:
 
             t_op = timer(lambda: ops.naca_conv_update_(w, bias, inp, z, y, ni, *geo, "tanh", lr, lam, theta))
             base = {"eager": timer(eager_conv),
-                    "reference": timer(_f32(lambda: ref.naca_conv_update(w, bias, inp, z, y, ni, *geo, "tanh", lr, lam, theta)))}
+                    "reference": timer(_f32(lambda: ref.naca_conv_update(w, bias, inp, z, y, ni, *geo, "tanh", lr, lam,
+                                                                         theta, im2col=False)))}
             flops = 2 * b * cout * hw * hw * cin * 9
             nbytes = 4 * (2 * w.numel() + inp.numel() + z.numel() + ni.numel() + 2 * cout)
             add("naca_conv_update_", f"B={b} {cin}->{cout} {hw}x{hw} k3", dtype, t_op, base, nbytes, flops)

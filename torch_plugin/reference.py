@@ -130,11 +130,11 @@ def conv_plasticity_update(
 
 def naca_conv_update(
     weight, bias, input, preact, labels, ni, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-    groups=1, activation="tanh", lr=1e-3, lam=0.5, theta=1.2,
+    groups=1, activation="tanh", lr=1e-3, lam=0.5, theta=1.2, im2col=True,
 ):
     signal = modulation(neuromodulator(labels, ni), lam, theta)
     return conv_plasticity_update(
-        weight, bias, input, preact, signal, stride, padding, dilation, groups, activation, lr
+        weight, bias, input, preact, signal, stride, padding, dilation, groups, activation, lr, im2col
     )
 
 
