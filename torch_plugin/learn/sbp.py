@@ -37,9 +37,9 @@ class SBP:
          or activities (ANN: act(z_h), sigmoid(z_o)) of input r_x, hidden r_h, output r_o;
       2. nudged phase: output r_o^beta = r_o + beta (onehot(y) - r_o); the hidden layer
          re-runs with the extra top-down current (r_o^beta - r_o) @ W_out (the
-         linearised symmetric feedback s_above W_above^T of ALGORITHMS.md 2.2; for the
-         ANN with ``relax_steps > 0`` the hidden state instead relaxes by
-         ``homeostatic_relax`` with that top-down input);
+         linearised symmetric feedback s_above W_above^T of ALGORITHMS.md 2.2; with
+         ``relax_steps > 0`` the hidden state (ANN: activities, SNN: rates) instead relaxes
+         by ``homeostatic_relax`` with that top-down input);
       3. local changes (post, pre): dW_out = (r_o^beta - r_o)^T r_h / (beta B),
          dW_in = (r_h^beta - r_h)^T r_x / (beta B);
       4. ``ops.sbp_update_``: LTP/LTD split, lateral spread and self-backpropagated spread
