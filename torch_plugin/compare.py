@@ -409,6 +409,11 @@ class GradClipper:
     def record(self) -> dict:
         return {"max_norm": self.max_norm, "steps": self.steps, "clipped_steps": self.clipped}
 
+    @classmethod
+    def for_run(cls, args, method: str) -> Optional["GradClipper"]:
+        """The clipper a run of this method gets: --clip-grad-norm > 0 and a method with a gradient (not sbp)."""
+        return cls(args.clip_grad_norm) if args.clip_grad_norm > 0 and method not in SBP_METHODS else None
+
 
 def make_step(args, method: str, model: nn.Module, lr: float, gate_delta: Optional[float] = None,
               clip: Optional[GradClipper] = None, seed: int = 0) -> tuple[Callable[[Tensor, Tensor], Tensor], str]:
@@ -523,8 +528,7 @@ def count_step_macs(args, method: str, seed: int, ds: tpdata.Dataset, lr: float,
             torch.manual_seed(seed)
             twin, _ = build_model(args, method, ds, seed)
             twin.to(device)
-            clip = GradClipper(args.clip_grad_norm) if args.clip_grad_norm > 0 and method not in SBP_METHODS else None
-            step, _ = make_step(args, method, twin, lr, delta_raw, clip, seed)
+            step, _ = make_step(args, method, twin, lr, delta_raw, GradClipper.for_run(args, method), seed)
             return M.measured_macs(lambda: step(x.to(device), y.to(device)), len(x))
     finally:
         np.random.set_state(np_state)
@@ -539,7 +543,7 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     lr = resolve_lr(args, method, ds)
     gate = bool(args.gate and method in GATED_METHODS)
     delta_raw = gate_delta_raw(args, ds) if gate else None
-    clip = GradClipper(args.clip_grad_norm) if args.clip_grad_norm > 0 and method not in SBP_METHODS else None
+    clip = GradClipper.for_run(args, method)
     step, opt_name = make_step(args, method, model, lr, delta_raw, clip, seed)
     layer_name, w_hidden = last_hidden_weight(model)
     w0 = w_hidden.detach().clone() if w_hidden is not None else None
@@ -638,12 +642,13 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
                 leak_rows.append(M.task_accuracies(pred, yte, tasks))
                 leak_class_rows.append(M.per_class_accuracy(pred, yte, ds.num_classes))
     mem = M.peak_memory(device)
+    # class c -> the task that taught it (per-class forgetting starts there)
+    learned_at = [next(i for i, cl in enumerate(tasks) if c in cl) for c in range(ds.num_classes)] if ci else None
     leak = None
     if gate:
         pred = evaluate_by_class()
         leak = {"test_acc": M.accuracy(pred, yte), "batch_size": args.gate_eval_batch_size}
         if ci:
-            learned_at = [next(i for i, cl in enumerate(tasks) if c in cl) for c in range(ds.num_classes)]
             leak.update({"acc_matrix": leak_rows, "mean_acc_after_last": float(np.nanmean(leak_class_rows[-1])),
                          "forgetting": M.forgetting(leak_rows),
                          "forgetting_per_class": M.forgetting_columns(leak_class_rows, learned_at),
@@ -673,12 +678,11 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     run["multiplies_per_sample"] = {
         "formula": formula,
         "formula_text": {"naca": "max(mn,km)+max(nk,kn)", "bp": "mn+n^2+kn+nm"}.get(method) if formula else None,
-        "measured": None if measured is None or measured < 0 else measured,
+        "measured": measured,
     }
     if w0 is not None:
         run["weight_change"] = dict(M.weight_change_stats(w0, w_hidden), layer=layer_name)
     if ci:
-        learned_at = [next(i for i, cl in enumerate(tasks) if c in cl) for c in range(ds.num_classes)]
         run["class_incremental"] = {
             "tasks": tasks, "epochs_per_task": epochs_per_task, "acc_matrix": acc_rows,
             "class_acc_matrix": class_rows,
@@ -854,8 +858,6 @@ def make_plots(runs: list[dict], methods: list[str], ci: bool, out: str) -> list
     return files
 
 
-# ----------------------------------------------------------------------------- main
-
 # ----------------------------------------------------------------------------- saved runs (--resume)
 
 # Options that do not change what one (method, seed) run computes: which runs the study has, where and how
@@ -901,6 +903,8 @@ def load_run(path: str, settings: dict) -> Optional[dict]:
                          f"use another --out, or drop --resume to train every run again")
     return run
 
+
+# ----------------------------------------------------------------------------- main
 
 def run_study(args) -> dict:
     if args.threads:
