@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import torch_plugin  # noqa: F401  (loads the ops)
 
@@ -27,3 +28,12 @@ def tol(dtype):
 
 def pytest_report_header(config):
     return f"torch {torch.__version__}; CUDA tests {'run' if CUDA else 'skipped (no GPU)'}"
+
+
+class NoNacaOps(TorchDispatchMode):
+    """Fails if anything inside the block dispatches a torch.ops.naca.* op: a reference path must be
+    plain PyTorch (ref.* and torch), independent of the kernels under test."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        assert func.namespace != "naca", f"the reference path called {func}"
+        return func(*args, **(kwargs or {}))

@@ -10,7 +10,7 @@ import torch
 from torch_plugin import learn, models, ops, reference as ref
 from torch_plugin.learn.sbp import subset_mask
 
-from conftest import DEVICE_DTYPES, DEVICES, tol
+from conftest import DEVICE_DTYPES, DEVICES, NoNacaOps, tol
 
 
 def case(seed, device="cpu", dtype=torch.float64):
@@ -257,18 +257,6 @@ def test_sbp_bias_free_step_equals_zero_bias_step(kind, kw):
 # above leave out: the spread (fraction > 0), the lambda_p subset mask
 # (percentage < 1), homeostatic relaxation (relax_steps > 0) and STP synapses.
 # ---------------------------------------------------------------------------
-
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-
-
-class NoNacaOps(TorchDispatchMode):
-    """Fails if anything inside the block dispatches a torch.ops.naca.* op: the reference
-    path must be plain PyTorch (ref.* and torch), independent of the kernels under test."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        assert func.namespace != "naca", f"the reference path called {func}"
-        return func(*args, **(kwargs or {}))
-
 
 def reference_mask(hidden, inputs, percentage, seed):
     """lambda_p drawn independently of subset_mask: each hidden unit's round(percentage * inputs)

@@ -4,12 +4,11 @@ import copy
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from torch_plugin import learn, models, ops, reference as ref
 from torch_plugin.nn import LIF, BernoulliEncoder, NACASpikingLinear
 
-from conftest import DEVICE_DTYPES, DEVICES, tol
+from conftest import DEVICE_DTYPES, DEVICES, NoNacaOps, tol
 
 SEEDS = [0, 1, 2]
 
@@ -360,14 +359,6 @@ def test_spiking_mlp_backprop_with_surrogate():
     assert rates.shape == (4, 3)
     torch.nn.functional.mse_loss(rates, torch.eye(3)[[0, 1, 2, 0]]).backward()
     assert all(p.grad is not None for p in m.parameters())
-
-
-class NoNacaOps(TorchDispatchMode):
-    """Fails on any call into the torch.ops.naca namespace (keeps the reference path op-free)."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        assert func.namespace != "naca", f"reference path called {func}"
-        return func(*args, **(kwargs or {}))
 
 
 def test_no_naca_ops_guard_catches_an_op():
