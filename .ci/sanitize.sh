@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GoogleTest suite under AddressSanitizer + UndefinedBehaviorSanitizer (CPU build,
 # NACA_SANITIZE=ON in CMakeLists.txt); an instrumented Debug build, ~3 min on 2 cores.
+# Then the CUDA kernels' CPU emulation (tests/cuda_emu) under both, ~3 min more.
 # .ci/test.sh (and so CI) runs it.   bash .ci/sanitize.sh [extra ctest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +20,11 @@ cmake --build "$BUILD" -j "${MAX_JOBS:-2}"
 
 echo "[sanitize] GoogleTest under ASan + UBSan"
 ctest --test-dir "$BUILD" --output-on-failure "$@"
+
+echo "[sanitize] the CUDA kernels, emulated on the CPU (tests/test_cuda_emu.py), under ASan + UBSan"
+# The instrumented emulation library (tests/cuda_emu/build.py) needs the ASan runtime
+# loaded first, so the whole test process runs with it preloaded; libstdc++ too, or
+# ASan finds no __cxa_throw to intercept and a C++ exception aborts. -s: an ASan
+# report is printed just before the process aborts, which pytest's capture would lose.
+PRELOAD="$("${CXX:-g++}" -print-file-name=libasan.so) $("${CXX:-g++}" -print-file-name=libstdc++.so)"
+NACA_EMU_SANITIZE=1 LD_PRELOAD="$PRELOAD" $PY -m pytest tests/test_cuda_emu.py -q -s -p no:cacheprovider

@@ -46,14 +46,26 @@ inline void check_same_dtype(const at::Tensor& t, const char* op, const char* na
               t.scalar_type());
 }
 
+// Whether `t` goes to this build's CUDA kernels. The CPU emulation of those
+// kernels (tests/cuda_emu) compiles them with NACA_CUDA_EMU for CPU tensors, and
+// so that the host code around them takes its CUDA paths too.
+inline bool uses_cuda_kernels(const at::Tensor& t) {
+#ifdef NACA_CUDA_EMU
+  (void)t;
+  return true;
+#else
+  return t.is_cuda();
+#endif
+}
+
 // float32/float64 everywhere; float16/bfloat16 on CUDA (fp32 accumulation).
 inline void check_floating(const at::Tensor& t, const char* op, const char* name) {
   const auto st = t.scalar_type();
+  const bool cuda = uses_cuda_kernels(t);
   const bool ok = st == at::kFloat || st == at::kDouble ||
-                  (t.is_cuda() && (st == at::kHalf || st == at::kBFloat16));
+                  (cuda && (st == at::kHalf || st == at::kBFloat16));
   TORCH_CHECK(ok, "naca::", op, ": argument '", name, "' expected dtype float32 or float64",
-              t.is_cuda() ? " (or float16/bfloat16 on CUDA)" : "", ", got ", st, " on ",
-              t.device());
+              cuda ? " (or float16/bfloat16 on CUDA)" : "", ", got ", st, " on ", t.device());
 }
 
 inline void check_contiguous(const at::Tensor& t, const char* op, const char* name) {

@@ -193,7 +193,7 @@ void apply_conv_grads(at::Tensor& weight, const std::optional<at::Tensor>& bias,
 
 int64_t conv_chunk_samples(const at::Tensor& weight, const at::Tensor& preact) {
   const int64_t batch = preact.size(0);
-  if (!weight.is_cpu() || batch == 0) return std::max<int64_t>(batch, 1);
+  if (uses_cuda_kernels(weight) || batch == 0) return std::max<int64_t>(batch, 1);
   const int64_t per_sample = std::max<int64_t>(preact.numel() / batch * preact.element_size(), 1);
   return std::clamp<int64_t>(kConvChunkBytes / per_sample, 1, batch);
 }
