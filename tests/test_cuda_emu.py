@@ -10,6 +10,8 @@ accepts (against float32 on the same rounded inputs), and on inputs large enough
 that every grid-stride loop goes round more than once. A kernel whose threads
 depended on each other would give other results when the grid runs in the
 opposite order or with another grid size: both must be bit-identical.
+The learners, trained with every op call sent to the emulated kernels, must end
+with the weights the CPU kernels give.
 With NACA_EMU_SANITIZE=1 (.ci/sanitize.sh) the same tests run under
 AddressSanitizer and UBSan, which stop at any out-of-bounds access.
 """
@@ -261,3 +263,61 @@ def test_rejects_what_cuda_rejects():
         torch.ops.naca_emu.plasticity_update_(w, None, torch.randn(2, 5), torch.randn(2, 4), torch.randn(2, 4),
                                               "tanh", 0.1)
     assert torch.equal(w, before)
+
+
+# --- the learners, end to end, on the emulated kernels -------------------------------------
+
+def _learner_cases():
+    from torch_plugin import learn, models
+
+    def ann():
+        m = models.mlp(20, [30, 16], 5, activation="tanh", seed=1)
+        return m, learn.NACA(m, lr=0.05), torch.rand(12, 20)
+
+    def ann_unchecked_adam():
+        m = models.mlp(20, [30], 5, activation="sigmoid", seed=2)
+        return m, learn.NACA(m, optimizer=torch.optim.Adam(m.parameters(), lr=1e-2), check_labels=False), \
+            torch.rand(12, 20)
+
+    def conv():
+        m = models.conv_net((1, 12, 12), 5, channels=(4, 6), hidden=20, seed=3)
+        return m, learn.NACA(m, lr=0.05), torch.rand(12, 1, 12, 12)
+
+    def snn(model=None, **rule):
+        def make():
+            m = models.spiking_mlp(20, [30], 5, T=6, seed=4, init_gain=3.0, **(model or {}))
+            return m, learn.NACA(m, lr=0.1, **rule), torch.rand(12, 20)
+        return make
+
+    return [("mlp", ann), ("mlp-adam-unchecked", ann_unchecked_adam), ("conv", conv),
+            ("snn-all-steps", snn()), ("snn-last-step", snn(all_steps=False)),
+            ("snn-chain", snn(membrane_chain=True, model=dict(current="sigmoid", lens=0.2)))]
+
+
+@pytest.mark.parametrize("name,make", [pytest.param(n, f, id=n) for n, f in _learner_cases()])
+def test_learners_on_emulated_kernels(name, make, monkeypatch):
+    """Three NACA steps with every torch.ops.naca call sent to the emulated CUDA kernels end with
+    the weights the CPU kernels give (the learners' own argument choices: from_output, unchecked
+    labels, the spiking rules)."""
+    def train(ops_ns):
+        torch.manual_seed(0)
+        model, learner, x = make()
+        y = torch.arange(x.shape[0]) % 5
+        with monkeypatch.context() as mp:
+            mp.setattr(torch.ops, "naca", ops_ns)
+            before = launches()
+            for _ in range(3):
+                learner.step(x, y)
+            ran = launches() - before
+        return {k: v.clone() for k, v in model.state_dict().items()}, ran
+
+    want, _ = train(torch.ops.naca)
+    got, ran = train(torch.ops.naca_emu)
+    assert ran > 0, "the learner never reached the emulated kernels"
+    changed = False
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} {k}: {m}")
+    for k, v in want.items():
+        torch.manual_seed(0)
+        changed |= not torch.equal(v, make()[0].state_dict()[k])
+    assert changed, f"{name}: training changed no weight"
