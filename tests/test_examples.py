@@ -65,3 +65,15 @@ def test_results_overview_plot(tmp_path):
                                ov.STUDIES[:1] + [("nowhere", ["no_such_study"], "sorted")])
     assert missing == ["no_such_study"] and [r["label"] for r in rows] == [ov.STUDIES[0][0]]
     assert {m: len(v) for m, v in rows[0]["methods"].items()} == {"bp": 3, "naca": 3}
+
+
+def test_snn_rule_update_size_example_on_digits():
+    """At initialisation the all-steps update sums about T steps' worth (here T = 20) and the chain
+    rule's is below one step's (sigmoid' <= 1/4 times the membrane-decayed steps), in both layers."""
+    out = run("snn_rule_update_size.py", "--dataset", "digits", "--hidden", "64", "--train-batches", "3",
+              "--batches", "2", "--tasks", "1")
+    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in out.splitlines() if r.startswith("| init")]
+    assert [r[1] for r in rows] == ["hidden", "output"]
+    for r in rows:
+        chain, all_steps, last = (float(v) for v in r[2:5])
+        assert last > 0 and 0 < chain / last < 1 and 5 < all_steps / last < 40, r
