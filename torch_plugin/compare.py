@@ -593,7 +593,8 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
         xtr, ytr = (ds.x_train, ds.y_train) if not ci else tpdata.task_subset(ds.x_train, ds.y_train, classes)
         n_task, best = 0, None  # best: (MSE, epoch, weights) for --restore-best
         for epoch in range(args.epochs):
-            correct, seen = 0, 0
+            seen = 0
+            correct = torch.zeros((), dtype=torch.int64, device=device)  # on the device: no sync per step
             nb = math.ceil(len(xtr) / args.batch_size)
             label = f"{method} s{seed}" + (f" task {t + 1}/{len(tasks)}" if ci else "") + f" ep {epoch + 1}"
             nonfinite = torch.zeros((), dtype=torch.int64, device=device)  # steps whose outputs hold NaN/Inf
@@ -603,9 +604,9 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
                     xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                     out = step(xb, yb)
                     nonfinite += (~torch.isfinite(out)).any()
-                    correct += int((out.argmax(1) == yb).sum())
+                    correct += (out.argmax(1) == yb).sum()
                     seen += len(yb)
-            train_acc = correct / max(seen, 1)
+            train_acc = int(correct) / max(seen, 1)
             n_bad = int(nonfinite)
             nonfinite_total += n_bad
             total_time += timer.seconds
