@@ -321,3 +321,21 @@ def test_learners_on_emulated_kernels(name, make, monkeypatch):
         torch.manual_seed(0)
         changed |= not torch.equal(v, make()[0].state_dict()[k])
     assert changed, f"{name}: training changed no weight"
+
+
+def test_translator(tmp_path):
+    """Launches are rewritten whatever their layout; device features a serial emulation cannot honour
+    are refused rather than emulated wrongly."""
+    from cuda_emu.build import translate, translate_launches
+
+    src = "k<scalar_t, true>\n    <<<grid, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(\n  a, f(b, c));"
+    assert translate_launches(src) == ("::naca_emu::launch(grid, kThreads, k<scalar_t, true>, a, f(b, c));", 1)
+    for bad in ("__shared__ float s[32];", "__syncthreads();", "atomicAdd(p, 1.f);"):
+        f = tmp_path / "bad.cu"
+        f.write_text(f"__global__ void k(float* p) {{ {bad} }}\nvoid run() {{ k<<<1, 32>>>(nullptr); }}\n")
+        with pytest.raises(ValueError, match="not emulated"):
+            translate(f)
+    f = tmp_path / "shmem.cu"
+    f.write_text("__global__ void k() {}\nvoid run() { k<<<1, 32, 128>>>(); }\n")
+    with pytest.raises(ValueError, match="dynamic shared memory"):
+        translate(f)
