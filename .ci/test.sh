@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All tests: set-up, the GoogleTest suite (LibTorch build via CMake; again under
-# ASan + UBSan), then pytest.
-# CUDA tests skip without a GPU; the CUDA kernels are still compiled.
+# ASan + UBSan, followed by the CPU emulation of the CUDA kernels), then pytest.
+# CUDA tests skip without a GPU; the CUDA kernels are still compiled, and run
+# in the emulation (tests/test_cuda_emu.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup.sh
