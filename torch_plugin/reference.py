@@ -5,6 +5,7 @@ updating in place, and compute in float64 unless told otherwise.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence, Tuple
 
@@ -34,11 +35,18 @@ def expectation_matrix(num_classes: int, dtype=torch.float32) -> Tensor:
     return e
 
 
+@functools.lru_cache(maxsize=16)
+def _expectation_matrix_on(num_classes: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """E, built once per (N, dtype, device) and only read: the reference's cost is the product, not
+    rebuilding E (a Python loop and, on CUDA, a host-to-device copy) at every call."""
+    return expectation_matrix(num_classes, dtype).to(device)
+
+
 def neuromodulator(labels: Tensor, ni: Tensor) -> Tensor:
     """NL = onehot(labels) @ E @ NI, computed as the matrix product it is."""
     n = ni.shape[0] // 2
     onehot = F.one_hot(labels, n).to(ni.dtype)
-    e = expectation_matrix(n, ni.dtype).to(ni.device)
+    e = _expectation_matrix_on(n, ni.dtype, ni.device)
     return (onehot @ e @ ni.reshape(2 * n, -1)).reshape(labels.shape[0], *ni.shape[1:])
 
 
