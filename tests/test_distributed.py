@@ -20,12 +20,15 @@ def build(kind, seed):
     torch.manual_seed(seed)  # weights and NI differ per rank until the wrapper broadcasts rank 0's
     if kind == "conv":
         return models.conv_net((1, 6, 6), CLASSES, channels=(2,), hidden=8).double()
-    return models.mlp(10, [12, 7], CLASSES).double()
+    model = models.mlp(10, [12, 7], CLASSES).double()
+    if kind == "mlp-frozen":  # NACA still updates a frozen layer (as NACA.step does)
+        model[1].weight.requires_grad_(False)
+    return model
 
 
 def data(kind):
     g = torch.Generator().manual_seed(123)
-    shape = (1, 6, 6) if kind == "conv" else (10,)
+    shape = (1, 6, 6) if kind == "conv" else (10,)  # mlp, mlp-frozen
     # uneven shards (5 + 3) on purpose; one step gives rank 1 an empty shard
     return [(torch.randn(8, *shape, generator=g, dtype=torch.float64),
              torch.randint(0, CLASSES, (8,), generator=g)) for _ in range(STEPS)]
@@ -37,11 +40,13 @@ def split(i, rank):
 
 
 def make_learner(model, optimizer):
-    opt = None if optimizer is None else torch.optim.Adam(model.parameters(), lr=1e-2)
+    params = [p for m in model.modules() for p in (getattr(m, "weight", None), getattr(m, "bias", None))
+              if isinstance(p, torch.nn.Parameter)]
+    opt = None if optimizer is None else torch.optim.Adam(params, lr=1e-2)
     return learn.NACA(model, lr=0.05, optimizer=opt)
 
 
-def worker(rank, world, store_path, kind, optimizer, cap_mb, out_dir):
+def worker(rank, world, store_path, kind, optimizer, cap_mb, out_dir, lose_state=False):
     store = dist.FileStore(store_path, world)
     dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
     try:
@@ -50,9 +55,18 @@ def worker(rank, world, store_path, kind, optimizer, cap_mb, out_dir):
         if rank == 0:
             torch.save(model.state_dict(), os.path.join(out_dir, "init.pt"))
         for i, (x, y) in enumerate(data(kind)):
+            if lose_state and i == 1:
+                if rank == 1:  # a rank restarted from scratch: new weights, a fresh optimizer, step 0
+                    fresh = make_learner(build(kind, seed=7), optimizer)
+                    model.load_state_dict(fresh.model.state_dict())
+                    dl.learner.optimizer = None if optimizer is None else torch.optim.Adam(
+                        dl.params, lr=1e-2)
+                    dl.learner.steps = 0
+                dl.broadcast_state()  # rank 0's weights, Adam moments and step count
             s = split(i, rank)
             dl.step(x[s], y[s])
         torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(dl.learner.state_dict(), os.path.join(out_dir, f"learner{rank}.pt"))
     finally:
         dist.destroy_process_group()
     # Leave without the interpreter's teardown: there, about one worker in 30 (torch 2.14.1,
@@ -61,17 +75,20 @@ def worker(rank, world, store_path, kind, optimizer, cap_mb, out_dir):
     os._exit(0)
 
 
-@pytest.mark.parametrize("kind,optimizer,cap_mb", [
-    ("mlp", None, 25.0),
-    ("mlp", "adam", 25.0),
-    ("mlp", None, 0.0005),  # ~500 bytes: several buckets, one tensor larger than the cap
-    ("conv", None, 25.0),
+@pytest.mark.parametrize("kind,optimizer,cap_mb,lose_state", [
+    ("mlp", None, 25.0, False),
+    ("mlp", "adam", 25.0, False),
+    ("mlp", None, 0.0005, False),  # ~500 bytes: several buckets, one tensor larger than the cap
+    ("conv", None, 25.0, False),
+    ("mlp-frozen", "adam", 25.0, False),
+    ("mlp", "adam", 25.0, True),  # rank 1 loses its state mid-run; broadcast_state() restores rank 0's
 ])
-def test_two_ranks_equal_one_rank_on_concatenated_batch(kind, optimizer, cap_mb, tmp_path):
+def test_two_ranks_equal_one_rank_on_concatenated_batch(kind, optimizer, cap_mb, lose_state, tmp_path):
     fd, store_path = tempfile.mkstemp(dir=tmp_path)
     os.close(fd)
     os.unlink(store_path)
-    mp.spawn(worker, args=(2, store_path, kind, optimizer, cap_mb, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(worker, args=(2, store_path, kind, optimizer, cap_mb, str(tmp_path), lose_state), nprocs=2,
+             join=True)
 
     init = torch.load(tmp_path / "init.pt")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
@@ -86,6 +103,44 @@ def test_two_ranks_equal_one_rank_on_concatenated_batch(kind, optimizer, cap_mb,
     for key, value in ref.state_dict().items():
         torch.testing.assert_close(ranks[0][key], value, rtol=1e-10, atol=1e-12, msg=key)
     assert not torch.equal(init[next(iter(init))], ranks[0][next(iter(init))])  # it did learn
+    if kind == "mlp-frozen":
+        assert not torch.equal(init["1.weight"], ranks[0]["1.weight"])  # the frozen layer learned too
+    learners = [torch.load(tmp_path / f"learner{r}.pt", weights_only=False) for r in range(2)]
+    assert learners[0]["steps"] == learners[1]["steps"] == learner.steps == STEPS
+
+
+def snn_worker(rank, world, store_path, out_dir):
+    store = dist.FileStore(store_path, world)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
+    try:
+        torch.manual_seed(rank)
+        model = models.spiking_mlp(10, [12], CLASSES, T=4, seed=3).double()
+        dl = DistributedLearner(learn.NACA(model, lr=0.05))
+        x = torch.rand(6, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+        torch.save(model[0](x), os.path.join(out_dir, f"spikes{rank}.pt"))  # same input on both ranks
+        for i, (xb, yb) in enumerate(data("mlp")):
+            s = split(i, rank)
+            dl.step(xb[s].abs().clamp(0, 1), yb[s])
+        torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)  # see worker
+
+
+def test_spiking_ranks_draw_their_own_spikes(tmp_path):
+    """A seeded encoder is re-seeded per rank: the same input gives different spike trains on the two
+    ranks (not the same noise on every shard), while the replicas stay identical."""
+    fd, store_path = tempfile.mkstemp(dir=tmp_path)
+    os.close(fd)
+    os.unlink(store_path)
+    mp.spawn(snn_worker, args=(2, store_path, str(tmp_path)), nprocs=2, join=True)
+    spikes = [torch.load(tmp_path / f"spikes{r}.pt") for r in range(2)]
+    x = torch.rand(6, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(spikes[0], models.spiking_mlp(10, [12], CLASSES, T=4, seed=3).double()[0](x))  # rank 0: seed 3
+    assert not torch.equal(spikes[0], spikes[1])
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
 
 
 def test_buckets_respect_cap_dtype_and_order():

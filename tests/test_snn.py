@@ -352,6 +352,15 @@ def test_encoder_seeded_and_rates():
     torch.testing.assert_close(big.mean(0), x.reshape(5, -1), atol=0.05, rtol=0)
 
 
+def test_encoder_and_spiking_step_on_an_empty_batch():
+    """A data-parallel shard may be empty: the encoder gives (T, 0, N) and a NACA step changes nothing."""
+    assert BernoulliEncoder(T=3, seed=1)(torch.rand(0, 2, 4)).shape == (3, 0, 8)
+    m = models.spiking_mlp(8, [6], 3, T=4, seed=0)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    assert learn.NACA(m, lr=0.1).step(torch.rand(0, 8), torch.zeros(0, dtype=torch.long)).shape == (0, 3)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
+
+
 def test_spiking_mlp_backprop_with_surrogate():
     torch.manual_seed(0)
     m = models.spiking_mlp(8, [16], 3, T=5, seed=0, init_gain=2.0)

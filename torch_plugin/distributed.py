@@ -13,6 +13,12 @@ The fixed random matrices (NI buffers) and the initial weights are broadcast
 from the group's rank 0 when the learner is wrapped, so they are identical on
 every rank whatever each rank's seed; E depends on the class count alone.
 
+The equivalence with one process is exact for deterministic forwards. Random
+draws in the forward (a spiking model's ``BernoulliEncoder``, dropout) are each
+rank's own: a seeded encoder is re-seeded with ``seed + RANK_SEED_STRIDE * rank``
+(rank 0 keeps its seed), so the ranks' spike trains are independent rather than
+the same noise on every shard; seed torch's RNG per rank for dropout.
+
 Launch (one process per GPU, NCCL), e.g. ``torchrun --nproc-per-node=8 train.py``;
 in train.py::
 
@@ -27,12 +33,18 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from .learn.nonfinite import trained_params
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+from torch.utils._pytree import tree_map
 
-__all__ = ["DistributedLearner", "all_reduce_buckets", "broadcast_tensors", "buckets"]
+__all__ = ["DistributedLearner", "all_reduce_buckets", "broadcast_tensors", "buckets", "RANK_SEED_STRIDE"]
+
+# A seeded encoder on rank r draws from seed + RANK_SEED_STRIDE * r (a prime far from small seeds).
+RANK_SEED_STRIDE = 1_000_003
 
 
 def buckets(tensors: Iterable[Tensor], cap_bytes: int) -> list[list[Tensor]]:
@@ -90,7 +102,8 @@ class DistributedLearner:
     ``.grad`` holds the summed update of the global batch. Every rank must call
     ``step`` the same number of times (the all-reduce is collective). With
     ``learner.skip_nonfinite`` the check runs on the summed update, so every
-    rank skips the same steps.
+    rank skips the same steps. Seeded ``BernoulliEncoder`` layers are re-seeded
+    per rank (module docstring).
     """
 
     def __init__(self, learner, process_group=None, bucket_cap_mb: float = 25.0, broadcast: bool = True):
@@ -104,19 +117,41 @@ class DistributedLearner:
         self.learner = learner
         self.group = process_group
         self.cap_bytes = max(1, int(bucket_cap_mb * 1024 * 1024))
-        self.params = [p for p in learner.model.parameters() if p.requires_grad]
+        # What the learner updates, frozen (requires_grad=False) or not, as NACA.step does.
+        self.params = trained_params(learner)
+        self._seed_encoders_per_rank()
         if broadcast:
             self.broadcast_state()
+
+    def _seed_encoders_per_rank(self) -> None:
+        from .nn.spiking import BernoulliEncoder
+
+        rank = dist.get_rank(self.group)
+        for m in self.learner.model.modules():
+            if isinstance(m, BernoulliEncoder) and m.seed is not None and rank > 0:
+                m.seed = int(m.seed) + RANK_SEED_STRIDE * rank
+                m._gens.clear()
 
     @property
     def model(self):
         return self.learner.model
 
     def broadcast_state(self) -> None:
-        """Copy rank 0's parameters and buffers (NI, ...) to every rank, e.g. after loading a checkpoint there."""
+        """Copy rank 0's parameters and buffers (NI, ...) and learner state (step counts, the
+        optimizer's state) to every rank, e.g. after loading a checkpoint there. (RNG states are
+        each rank's own and are not copied.)"""
         state = [t for t in self.model.state_dict(keep_vars=True).values() if isinstance(t, Tensor)]
         with torch.no_grad():
             broadcast_tensors([t.detach() for t in state], self.cap_bytes, self.group)
+        rank = dist.get_rank(self.group)
+        src = dist.get_global_rank(self.group, 0) if self.group is not None else 0
+        payload = [None]
+        if rank == 0:  # tensors to the CPU: each rank's optimizer moves its state to its own parameters
+            payload = [tree_map(lambda v: v.detach().cpu() if isinstance(v, Tensor) else v,
+                                self.learner.state_dict())]
+        dist.broadcast_object_list(payload, src=src, group=self.group)
+        if rank != 0:
+            self.learner.load_state_dict(payload[0])
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One data-parallel step on this rank's shard (x, y); returns the shard's logits."""

@@ -7,6 +7,8 @@ Sequences are time-major: (T, B, N).
 """
 from __future__ import annotations
 
+import math
+
 from typing import Optional
 
 import torch
@@ -182,7 +184,7 @@ class BernoulliEncoder(nn.Module):
         return self._gens[key]
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.reshape(x.shape[0], -1).clamp(0, 1)
+        x = x.reshape(x.shape[0], math.prod(x.shape[1:])).clamp(0, 1)  # (not -1: B may be 0)
         u = torch.rand((self.T, *x.shape), generator=self._generator(x.device), device=x.device, dtype=x.dtype)
         return (x.unsqueeze(0) > u).to(x.dtype)
 
