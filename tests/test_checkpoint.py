@@ -96,3 +96,23 @@ def test_load_rejects_missing_parts(tmp_path):
         checkpoint.load(tmp_path / "m.pt", learner=learn.NACA(model))
     with pytest.raises(RuntimeError):  # a different architecture
         checkpoint.load(tmp_path / "m.pt", model=models.mlp(4, [5], 3))
+
+
+def test_load_warns_about_generators_not_passed(tmp_path):
+    g = torch.Generator().manual_seed(5)
+    model = models.mlp(4, [3], 3)
+    checkpoint.save(tmp_path / "c.pt", model=model, generators={"loader": g})
+    with pytest.warns(UserWarning, match="'loader'"):
+        checkpoint.load(tmp_path / "c.pt", model=model)
+
+
+def test_encoder_unused_at_save_is_reseeded_at_load(tmp_path):
+    """Saved before the seeded encoder's first draw, loaded into a model whose encoder has drawn since
+    (an evaluation pass): its next draws are those of a fresh encoder, as in the saved run."""
+    model = models.spiking_mlp(6, [5], 3, T=4, seed=2)
+    x = torch.rand(3, 6, generator=torch.Generator().manual_seed(0))
+    checkpoint.save(tmp_path / "c.pt", model=model)
+    expect = model[0](x)  # the saved run's first draw
+    model[0](x)  # more draws after the save
+    checkpoint.load(tmp_path / "c.pt", model=model)
+    assert torch.equal(model[0](x), expect)

@@ -61,10 +61,34 @@ def test_sbp_step_compiles_fullgraph():
     eager = SBP_ANN()
     comp = copy.deepcopy(eager)
     le, lc = learn.SBP(eager), learn.SBP(comp)
-    step = learn.compile_step(lc)
+    counter = CompileCounterWithBackend("inductor")
+    step = learn.compile_step(lc, backend=counter)
     for x, y in batches((12,)):
-        step(x, y), le.step(x, y)
+        torch.testing.assert_close(step(x, y), le.step(x, y), rtol=1e-9, atol=1e-12)
+    assert counter.frame_count >= 1  # really compiled (fullgraph would have raised on a break)
+    assert lc.steps == le.steps == STEPS
     assert_same_weights(eager, comp)
+
+
+@pytest.mark.parametrize("optimizer", [None, "adam"])
+def test_naca_step_with_skip_nonfinite_compiles(optimizer):
+    """compile_step with skip_nonfinite: the update is compiled, the check and the apply step run eagerly;
+    a batch with a NaN is skipped and counted as in eager, the others give the eager weights."""
+    eager = MLP()
+    comp = copy.deepcopy(eager)
+    mk = lambda m: learn.NACA(m, lr=0.05, skip_nonfinite=True,  # noqa: E731
+                              optimizer=None if optimizer is None else torch.optim.Adam(m.parameters(), lr=1e-2))
+    le, lc = mk(eager), mk(comp)
+    counter = CompileCounterWithBackend("aot_eager")
+    step = learn.compile_step(lc, backend=counter)
+    data = batches((12,))
+    data[1][0][2, 3] = float("nan")
+    for x, y in data:
+        step(x, y), le.step(x, y)
+    assert counter.frame_count >= 1
+    assert lc.skipped_steps == le.skipped_steps == 1 and lc.steps == le.steps == STEPS
+    assert_same_weights(eager, comp)
+    assert not torch.equal(MLP().state_dict()["1.weight"], comp.state_dict()["1.weight"])  # it learned
 
 
 def test_local_update_is_one_graph():

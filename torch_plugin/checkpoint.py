@@ -18,6 +18,7 @@ no pickled code runs.
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any, Mapping, Optional
 
 import torch
@@ -122,11 +123,26 @@ def load(path, *, learner=None, model: Optional[nn.Module] = None, optimizer: Op
         optimizer.load_state_dict(state["optimizer"])
     if restore_rng:
         gens = dict(generators or {})
+        saved_layers = state.get("layer_generators", [])
         if model is not None:
-            _create_layer_generators(model, state.get("layer_generators", []))
+            _drop_unsaved_layer_generators(model, saved_layers)
+            _create_layer_generators(model, saved_layers)
             gens.update(_layer_generators(model))
+        forgotten = sorted(set(state["rng"].get("generators", {})) - set(gens))
+        if forgotten:
+            warnings.warn(f"checkpoint {path}: saved generator states not restored (pass them in generators=): "
+                          f"{forgotten}", stacklevel=2)
         set_rng_state(state["rng"], gens)
     return state["extra"]
+
+
+def _drop_unsaved_layer_generators(model: nn.Module, saved: list[str]) -> None:
+    """A layer generator the checkpoint has no state for had not been used when it was saved: drop it,
+    so that it is re-created from its seed at first use, as it was in the saved run."""
+    for full in _layer_generators(model):
+        if full not in saved:
+            _, name, key = full.split(":", 2)
+            dict(model.named_modules())[name]._gens.pop(key)
 
 
 def _create_layer_generators(model: nn.Module, names: list[str]) -> None:
