@@ -1,4 +1,4 @@
-"""Data-parallel NACA on 2 gloo processes (CPU) equals 1 process on the concatenated batch."""
+"""Data-parallel NACA and SBP on 2 gloo processes (CPU) equal 1 process on the concatenated batch."""
 import os
 import tempfile
 
@@ -20,6 +20,8 @@ def build(kind, seed):
     torch.manual_seed(seed)  # weights and NI differ per rank until the wrapper broadcasts rank 0's
     if kind == "conv":
         return models.conv_net((1, 6, 6), CLASSES, channels=(2,), hidden=8).double()
+    if kind.startswith("sbp"):
+        return models.sbp_ann(10, 12, CLASSES).double()
     model = models.mlp(10, [12, 7], CLASSES).double()
     if kind == "mlp-frozen":  # NACA still updates a frozen layer (as NACA.step does)
         model[1].weight.requires_grad_(False)
@@ -39,7 +41,11 @@ def split(i, rank):
     return slice(0, cut) if rank == 0 else slice(cut, 8)
 
 
-def make_learner(model, optimizer):
+def make_learner(model, optimizer, kind="mlp"):
+    if kind == "sbp":
+        return learn.SBP(model, lr=3.0, percentage=0.5)
+    if kind == "sbp-relax":
+        return learn.SBP(model, lr=3.0, relax_steps=5, local_rule="symmetric")
     params = [p for m in model.modules() for p in (getattr(m, "weight", None), getattr(m, "bias", None))
               if isinstance(p, torch.nn.Parameter)]
     opt = None if optimizer is None else torch.optim.Adam(params, lr=1e-2)
@@ -51,13 +57,13 @@ def worker(rank, world, store_path, kind, optimizer, cap_mb, out_dir, lose_state
     dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
     try:
         model = build(kind, seed=rank)
-        dl = DistributedLearner(make_learner(model, optimizer), bucket_cap_mb=cap_mb)
+        dl = DistributedLearner(make_learner(model, optimizer, kind), bucket_cap_mb=cap_mb)
         if rank == 0:
             torch.save(model.state_dict(), os.path.join(out_dir, "init.pt"))
         for i, (x, y) in enumerate(data(kind)):
             if lose_state and i == 1:
                 if rank == 1:  # a rank restarted from scratch: new weights, a fresh optimizer, step 0
-                    fresh = make_learner(build(kind, seed=7), optimizer)
+                    fresh = make_learner(build(kind, seed=7), optimizer, kind)
                     model.load_state_dict(fresh.model.state_dict())
                     dl.learner.optimizer = None if optimizer is None else torch.optim.Adam(
                         dl.params, lr=1e-2)
@@ -82,6 +88,8 @@ def worker(rank, world, store_path, kind, optimizer, cap_mb, out_dir, lose_state
     ("conv", None, 25.0, False),
     ("mlp-frozen", "adam", 25.0, False),
     ("mlp", "adam", 25.0, True),  # rank 1 loses its state mid-run; broadcast_state() restores rank 0's
+    ("sbp", None, 25.0, False),  # SBP: the ranks add their local-change sums, then each applies sbp_update_
+    ("sbp-relax", None, 0.0005, False),
 ])
 def test_two_ranks_equal_one_rank_on_concatenated_batch(kind, optimizer, cap_mb, lose_state, tmp_path):
     fd, store_path = tempfile.mkstemp(dir=tmp_path)
@@ -97,7 +105,7 @@ def test_two_ranks_equal_one_rank_on_concatenated_batch(kind, optimizer, cap_mb,
 
     ref = build(kind, seed=0)
     ref.load_state_dict(init)
-    learner = make_learner(ref, optimizer)
+    learner = make_learner(ref, optimizer, kind)
     for x, y in data(kind):
         learner.step(x, y)
     for key, value in ref.state_dict().items():

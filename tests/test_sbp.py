@@ -388,3 +388,12 @@ def test_sbp_learner_step_matches_reference(kind, fraction, percentage, relax_st
     for p, q in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(p.detach(), expected[q])
         assert not torch.equal(p, q)  # every parameter learned
+
+
+def test_sbp_step_on_an_empty_batch_changes_nothing():
+    """A data-parallel shard may be empty: no division by a zero batch (it raised ZeroDivisionError)."""
+    m = models.sbp_ann(6, 5, 3, seed=0)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    out = learn.SBP(m).step(torch.rand(0, 6), torch.zeros(0, dtype=torch.long))
+    assert out.shape == (0, 3)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())

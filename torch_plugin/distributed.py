@@ -1,4 +1,4 @@
-"""Data-parallel NACA on ``torch.distributed``.
+"""Data-parallel NACA and SBP on ``torch.distributed``.
 
 Every rank holds a full replica of the model and runs the learner's forward and
 local updates on its own shard of the batch. NACA's updates are sums over the
@@ -8,6 +8,12 @@ learner on the global batch. The local updates are written as pseudo-gradients
 into ``.grad`` (``NACA.local_update(into_grad=True)``), flattened into buckets
 of at most ``bucket_cap_mb`` and all-reduced, all buckets in flight at once;
 then plain SGD (``w -= lr * update``) or the learner's optimizer applies them.
+
+SBP's local changes (``SBP.local_changes``) are batch sums too; only what follows
+(the division by beta B, the LTP/LTD split and spreads of ``ops.sbp_update_``)
+is not. So the ranks all-reduce the sums and their sample counts, and every rank
+then applies the global batch's change (``SBP.apply_changes``), which is again
+exactly the single-process step on the concatenated batch.
 
 The fixed random matrices (NI buffers) and the initial weights are broadcast
 from the group's rank 0 when the learner is wrapped, so they are identical on
@@ -88,17 +94,17 @@ def broadcast_tensors(tensors: list[Tensor], cap_bytes: int, group=None, group_s
 
 
 class DistributedLearner:
-    """Data-parallel wrapper of a ``learn.NACA`` learner (one replica per process).
+    """Data-parallel wrapper of a ``learn.NACA`` or ``learn.SBP`` learner (one replica per process).
 
     Args:
-        learner: the NACA learner of this rank's replica (in-place SGD or an optimizer).
+        learner: the learner of this rank's replica (NACA: in-place SGD or an optimizer).
         process_group: the group to reduce over (None: the default group, which must
             be initialised with ``dist.init_process_group``).
         bucket_cap_mb: size cap of each flattened all-reduce bucket.
         broadcast: broadcast parameters and buffers (NI) from the group's rank 0 now.
 
     ``step(x, y)`` takes this rank's shard (the shards may differ in size, even be
-    empty) and returns this rank's logits. After it, each trained parameter's
+    empty) and returns this rank's logits. After it (NACA), each trained parameter's
     ``.grad`` holds the summed update of the global batch. Every rank must call
     ``step`` the same number of times (the all-reduce is collective). With
     ``learner.skip_nonfinite`` the check runs on the summed update, so every
@@ -109,16 +115,16 @@ class DistributedLearner:
     def __init__(self, learner, process_group=None, bucket_cap_mb: float = 25.0, broadcast: bool = True):
         if not dist.is_available() or not dist.is_initialized():
             raise RuntimeError("DistributedLearner: call torch.distributed.init_process_group first")
-        if not hasattr(learner, "local_update"):
-            raise TypeError(f"DistributedLearner supports learn.NACA; got {type(learner).__name__} (SBP's update "
-                            "is not a sum over the batch of per-sample terms, so it cannot be all-reduced this way)")
+        self.sbp = hasattr(learner, "local_changes") and hasattr(learner, "apply_changes")
+        if not self.sbp and not hasattr(learner, "local_update"):
+            raise TypeError(f"DistributedLearner supports learn.NACA and learn.SBP; got {type(learner).__name__}")
         if bucket_cap_mb <= 0:
             raise ValueError(f"bucket_cap_mb must be > 0, got {bucket_cap_mb}")
         self.learner = learner
         self.group = process_group
         self.cap_bytes = max(1, int(bucket_cap_mb * 1024 * 1024))
         # What the learner updates, frozen (requires_grad=False) or not, as NACA.step does.
-        self.params = trained_params(learner)
+        self.params = [] if self.sbp else trained_params(learner)
         self._seed_encoders_per_rank()
         if broadcast:
             self.broadcast_state()
@@ -155,6 +161,8 @@ class DistributedLearner:
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One data-parallel step on this rank's shard (x, y); returns the shard's logits."""
+        if self.sbp:
+            return self._sbp_step(x, y)
         learner = self.learner
         with torch.no_grad():
             for p in self.params:
@@ -176,6 +184,16 @@ class DistributedLearner:
                     p.sub_(p.grad, alpha=learner.lr)
         learner.steps += 1
         return logits
+
+    def _sbp_step(self, x: Tensor, y: Tensor) -> Tensor:
+        learner = self.learner
+        result, sums = learner.local_changes(x, y)
+        count = torch.tensor([x.shape[0]], dtype=torch.float64, device=result.device)
+        with torch.no_grad():
+            all_reduce_buckets(list(sums.values()) + [count], self.cap_bytes, self.group)
+        learner.apply_changes(sums, int(count.item()))
+        learner.steps += 1
+        return result
 
     def _finite_or_skip(self, grads: list[Tensor]) -> bool:
         if not getattr(self.learner, "skip_nonfinite", False):

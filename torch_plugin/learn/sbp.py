@@ -128,6 +128,15 @@ class SBP:
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One SBP step on a batch: x (B, ...), y (B,) int64 labels."""
+        result, sums = self.local_changes(x, y)
+        self.apply_changes(sums, x.shape[0])
+        self.steps += 1
+        return result
+
+    def local_changes(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Steps 1-3 without applying anything: the free-phase output and the batch sums of the local
+        changes {'w_in', 'w_out', 'b_in', 'b_out'} (not yet divided by beta B). Sums over samples, so
+        data-parallel ranks add theirs (``distributed.DistributedLearner``) before ``apply_changes``."""
         if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
             raise ValueError(f"SBP.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
         check_label_range(y, self.num_classes, "SBP.step")
@@ -158,18 +167,28 @@ class SBP:
                 r_hb = ops.lif_forward(current, hid.lif.decay, hid.lif.threshold, hid.lif.reset)[0].mean(0)
             else:
                 r_hb = hid._act(z_h + feedback)
-            scale = 1.0 / (self.beta * x.shape[0])
-            dw_out = self._local_change(r_h, r_hb, r_o, r_o + top_down) * scale
-            dw_in = self._local_change(r_x, r_x, r_h, r_hb) * scale
-            a_in, a_out = self.lr * self.alpha[0], self.lr * self.alpha[1]
+            sums = {"w_out": self._local_change(r_h, r_hb, r_o, r_o + top_down),
+                    "w_in": self._local_change(r_x, r_x, r_h, r_hb),
+                    "b_out": top_down.sum(0), "b_in": (r_hb - r_h).sum(0)}
+        return result, sums
+
+    def apply_changes(self, sums: dict[str, Tensor], batch: int) -> None:
+        """Step 4: the changes of ``local_changes`` (summed over ``batch`` samples, on one rank or
+        all), divided by beta B, through ``ops.sbp_update_``; the biases follow their own change.
+        An empty batch changes nothing."""
+        if batch <= 0:
+            return
+        hid, out = self.hidden, self.output
+        scale = 1.0 / (self.beta * batch)
+        a_in, a_out = self.lr * self.alpha[0], self.lr * self.alpha[1]
+        with torch.no_grad():
+            dw_out, dw_in = sums["w_out"] * scale, sums["w_in"] * scale
             ops.sbp_update_(hid.weight, out.weight, dw_in.contiguous(), dw_out.contiguous(), self.mask,
                             self.fraction, a_in, a_out)
             if out.bias is not None:
-                out.bias.add_(top_down.sum(0) * scale, alpha=a_out)
+                out.bias.add_(sums["b_out"] * scale, alpha=a_out)
             if hid.bias is not None:
-                hid.bias.add_((r_hb - r_h).sum(0) * scale, alpha=a_in)
-        self.steps += 1
-        return result
+                hid.bias.add_(sums["b_in"] * scale, alpha=a_in)
 
     def _local_change(self, pre0: Tensor, preb: Tensor, post0: Tensor, postb: Tensor) -> Tensor:
         """The (post, pre) local change of one matrix from its free (0) and nudged (b) rates."""
