@@ -34,6 +34,15 @@ def fresh_dynamo():
     torch._dynamo.reset()
 
 
+def twin_naca(build, optimizer, **kwargs):
+    """Two equal models and their NACA learners (lr 0.05, Adam when optimizer == "adam"): eager and compiled."""
+    eager = build()
+    comp = copy.deepcopy(eager)
+    mk = lambda m: learn.NACA(m, lr=0.05, **kwargs,  # noqa: E731
+                              optimizer=None if optimizer is None else torch.optim.Adam(m.parameters(), lr=1e-2))
+    return eager, comp, mk(eager), mk(comp)
+
+
 MLP = lambda: models.mlp(12, [16, 8], 4, seed=1).double()  # noqa: E731
 CONV = lambda: models.conv_net((1, 8, 8), 4, channels=(3,), hidden=10, seed=1).double()  # noqa: E731
 SBP_ANN = lambda: models.sbp_ann(12, 10, 4, seed=1).double()  # noqa: E731
@@ -43,11 +52,7 @@ SBP_ANN = lambda: models.sbp_ann(12, 10, 4, seed=1).double()  # noqa: E731
 @pytest.mark.parametrize("optimizer", [None, "adam"])
 @pytest.mark.parametrize("check_labels", [True, False])
 def test_naca_step_compiles_fullgraph(build, shape, optimizer, check_labels):
-    eager, comp = build(), None
-    comp = copy.deepcopy(eager)
-    mk = lambda m: learn.NACA(m, lr=0.05, check_labels=check_labels,  # noqa: E731
-                              optimizer=None if optimizer is None else torch.optim.Adam(m.parameters(), lr=1e-2))
-    le, lc = mk(eager), mk(comp)
+    eager, comp, le, lc = twin_naca(build, optimizer, check_labels=check_labels)
     counter = CompileCounterWithBackend("inductor")
     step = learn.compile_step(lc, backend=counter)
     for x, y in batches(shape):
@@ -74,11 +79,7 @@ def test_sbp_step_compiles_fullgraph():
 def test_naca_step_with_skip_nonfinite_compiles(optimizer):
     """compile_step with skip_nonfinite: the update is compiled, the check and the apply step run eagerly;
     a batch with a NaN is skipped and counted as in eager, the others give the eager weights."""
-    eager = MLP()
-    comp = copy.deepcopy(eager)
-    mk = lambda m: learn.NACA(m, lr=0.05, skip_nonfinite=True,  # noqa: E731
-                              optimizer=None if optimizer is None else torch.optim.Adam(m.parameters(), lr=1e-2))
-    le, lc = mk(eager), mk(comp)
+    eager, comp, le, lc = twin_naca(MLP, optimizer, skip_nonfinite=True)
     counter = CompileCounterWithBackend("aot_eager")
     step = learn.compile_step(lc, backend=counter)
     data = batches((12,))
