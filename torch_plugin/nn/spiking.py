@@ -8,7 +8,6 @@ Sequences are time-major: (T, B, N).
 from __future__ import annotations
 
 import math
-
 from typing import Optional
 
 import torch
