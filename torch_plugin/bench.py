@@ -102,10 +102,9 @@ class Timer:
         """Median seconds per call of fn."""
         return self.interleaved([fn], repeats)[0]
 
-    def interleaved(self, fns: list, repeats: Optional[int] = None) -> list:
-        """Median seconds per call of each fn, their samples taken in turn (a, b, a, b, ...),
+    def _samples(self, fns: list, n: int) -> list:
+        """n samples (seconds per call) of each fn after warm-up, taken in turn (a, b, a, b, ...),
         so that a drift of the machine's speed (other load, clocks) hits every fn alike."""
-        n = repeats or self.repeats
         for fn in fns:
             for _ in range(self.warmup):
                 fn()
@@ -115,16 +114,16 @@ class Timer:
         for _ in range(n):
             for fn, k, ts in zip(fns, calls, times):
                 ts.append(self._sample(fn, k))
-        return [statistics.median(ts) for ts in times]
+        return times
+
+    def interleaved(self, fns: list, repeats: Optional[int] = None) -> list:
+        """Median seconds per call of each fn, their samples taken in turn."""
+        return [statistics.median(ts) for ts in self._samples(fns, repeats or self.repeats)]
 
     def best(self, fn: Callable[[], object], repeats: Optional[int] = None) -> float:
         """Seconds per call of fn's fastest sample: for the bounds, what the machine can do (on a
         shared machine a median would put ops timed in a quieter moment above their bound)."""
-        for _ in range(self.warmup):
-            fn()
-        self.sync()
-        calls = self._calls(fn)
-        return min(self._sample(fn, calls) for _ in range(repeats or 2 * self.repeats))
+        return min(self._samples([fn], repeats or 2 * self.repeats)[0])
 
     def against(self, op: Callable[[], object], baselines: dict) -> tuple[float, dict]:
         """Median seconds per call of op and of each baseline {name: fn}, sampled in turn."""

@@ -139,10 +139,11 @@ def load(path, *, learner=None, model: Optional[nn.Module] = None, optimizer: Op
 def _drop_unsaved_layer_generators(model: nn.Module, saved: list[str]) -> None:
     """A layer generator the checkpoint has no state for had not been used when it was saved: drop it,
     so that it is re-created from its seed at first use, as it was in the saved run."""
+    modules = dict(model.named_modules())
     for full in _layer_generators(model):
         if full not in saved:
             _, name, key = full.split(":", 2)
-            dict(model.named_modules())[name]._gens.pop(key)
+            modules[name]._gens.pop(key)
 
 
 def _create_layer_generators(model: nn.Module, names: list[str]) -> None:

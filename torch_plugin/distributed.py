@@ -39,13 +39,13 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from .learn.nonfinite import trained_params
-
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.utils._pytree import tree_map
+
+from .learn.nonfinite import all_finite, sgd_from_grads, trained_params, zero_grads
 
 __all__ = ["DistributedLearner", "all_reduce_buckets", "broadcast_tensors", "buckets", "RANK_SEED_STRIDE"]
 
@@ -164,12 +164,7 @@ class DistributedLearner:
         if self.sbp:
             return self._sbp_step(x, y)
         learner = self.learner
-        with torch.no_grad():
-            for p in self.params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                else:
-                    p.grad.zero_()
+        zero_grads(self.params)
         logits = learner.local_update(x, y, into_grad=True)
         grads = [p.grad for p in self.params]
         with torch.no_grad():
@@ -180,8 +175,7 @@ class DistributedLearner:
             if learner.optimizer is not None:
                 learner.optimizer.step()
             else:
-                for p in self.params:
-                    p.sub_(p.grad, alpha=learner.lr)
+                sgd_from_grads(self.params, learner.lr)
         learner.steps += 1
         return logits
 
@@ -198,7 +192,7 @@ class DistributedLearner:
     def _finite_or_skip(self, grads: list[Tensor]) -> bool:
         if not getattr(self.learner, "skip_nonfinite", False):
             return True
-        finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        finite = all_finite(grads)
         if not finite:
             self.learner.skipped_steps += 1
         return finite
