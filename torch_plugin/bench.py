@@ -768,7 +768,10 @@ def cpu_model() -> str:
 
 
 def run(device: str = "cpu", quick: bool = False, sections=SECTIONS, repeats: Optional[int] = None,
-        warmup: Optional[int] = None, command: str = "", inner: Optional[int] = None) -> dict:
+        warmup: Optional[int] = None, command: str = "", inner: Optional[int] = None,
+        on_section: Optional[Callable[[dict], None]] = None) -> dict:
+    """Runs ``sections`` in the order given; ``on_section(res)`` after each one, so a run
+    cut short (a time limit on a lent GPU) still leaves the sections it finished."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench: --device cuda but no CUDA device is available")
@@ -786,16 +789,21 @@ def run(device: str = "cpu", quick: bool = False, sections=SECTIONS, repeats: Op
         meta["caveat"] = (f"{os.cpu_count()} CPU cores, possibly shared with other processes "
                           f"(1-min load average {load:.2f} at start): CPU times are noisy.")
     res: dict = {"meta": meta}
-    if "step" in sections:
-        res["step"] = bench_step(dev, timer, quick)
-    if "ops" in sections:
-        res["ops"] = bench_ops(dev, timer, quick, bounds)
-    if "snn" in sections:
-        rows, notes = bench_snn(dev, timer, quick)
-        add_snn_roofline(rows, bounds)
-        res["snn"], res["snn_notes"] = rows, notes
-    if "scaling" in sections:
-        res["scaling"] = bench_scaling(dev, timer, quick)
+    for section in dict.fromkeys(sections):
+        if section == "step":
+            res["step"] = bench_step(dev, timer, quick)
+        elif section == "ops":
+            res["ops"] = bench_ops(dev, timer, quick, bounds)
+        elif section == "snn":
+            rows, notes = bench_snn(dev, timer, quick)
+            add_snn_roofline(rows, bounds)
+            res["snn"], res["snn_notes"] = rows, notes
+        elif section == "scaling":
+            res["scaling"] = bench_scaling(dev, timer, quick)
+        else:
+            raise ValueError(f"unknown bench section {section!r}; choose from {SECTIONS}")
+        if on_section is not None:
+            on_section(res)
     return res
 
 
@@ -818,14 +826,17 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     command = "python -m torch_plugin.bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    res = run(args.device, args.quick, sections, args.repeats, args.warmup, command.strip(), args.inner)
-    md = to_markdown(res)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "benchmarks.md"), "w") as f:
-        f.write(md)
-    with open(os.path.join(args.out, "benchmarks.json"), "w") as f:
-        json.dump(res, f, indent=1)
-    sys.stdout.write(md)
+
+    def write(res: dict) -> None:   # after each section: a run cut short keeps what it finished
+        with open(os.path.join(args.out, "benchmarks.md"), "w") as f:
+            f.write(to_markdown(res))
+        with open(os.path.join(args.out, "benchmarks.json"), "w") as f:
+            json.dump(res, f, indent=1)
+
+    res = run(args.device, args.quick, sections, args.repeats, args.warmup, command.strip(), args.inner,
+              on_section=write)
+    sys.stdout.write(to_markdown(res))
     return 0
 
 
