@@ -3,6 +3,8 @@
 import json
 import math
 
+import pytest
+
 from torch_plugin import bench
 
 
@@ -51,3 +53,25 @@ def test_sections_subset(tmp_path):
     assert bench.main(["--quick", "--sections", "ops", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "benchmarks.json").read_text())
     assert "ops" in res and "step" not in res and "scaling" not in res
+
+
+def test_sections_run_in_the_order_given_and_are_written_after_each(tmp_path, monkeypatch):
+    # A run cut short (a time limit on a lent GPU) keeps the sections it finished: the files
+    # are rewritten after each section, in the order the sections were asked for.
+    seen = []
+    real_write = bench.to_markdown
+
+    def spy(res):
+        seen.append([k for k in res if k in bench.SECTIONS])
+        return real_write(res)
+
+    monkeypatch.setattr(bench, "to_markdown", spy)
+    assert bench.main(["--quick", "--sections", "scaling,step", "--out", str(tmp_path)]) == 0
+    assert seen[:2] == [["scaling"], ["scaling", "step"]]
+    res = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert set(res) & set(bench.SECTIONS) == {"scaling", "step"}
+
+
+def test_run_rejects_an_unknown_section():
+    with pytest.raises(ValueError, match="unknown bench section 'nope'"):
+        bench.run("cpu", quick=True, sections=["nope"])
