@@ -146,7 +146,7 @@ void apply_linear_update(at::Tensor& weight, const std::optional<at::Tensor>& bi
   // accumulate in fp32 (or fp64) whatever the storage dtype.
   weight.addmm_(delta.t(), pre, /*beta=*/1, /*alpha=*/-lr);
   if (bias.has_value() && bias->defined()) {
-    if (delta.is_cuda()) {
+    if (uses_cuda_kernels(delta)) {
       // bias -= lr * delta^T 1 as one cuBLAS gemv (fp32 accumulation, one rounding into
       // the bias dtype). Not delta.sum(0): for B >= ~1024 torch's column reduction stages
       // partial sums in a global buffer of 2 B H fp32 values, which on an H200 was the
