@@ -62,16 +62,13 @@ t0=$SECONDS
 # The op tests on CUDA, float32, under the sanitizers (slow: a few hundred kernels);
 # memcheck in two processes (test_naca_ops.py; the spiking and SBP files), merged after.
 SAN_K="cuda and not float64 and not bfloat16 and not float16"
-memcheck() { local log=$1; shift
-  timeout "$(p2_left)" compute-sanitizer --tool memcheck --error-exitcode 9 \
+sanitize() { local tool=$1 log=$2; shift 2
+  timeout "$(p2_left)" compute-sanitizer --tool "$tool" --error-exitcode 9 \
     $PY -m pytest "$@" -q -p no:cacheprovider -k "$SAN_K" >"$log" 2>&1
-  status "memcheck $* rc=$? in $((SECONDS - t0)) s: $(grep -h 'ERROR SUMMARY' "$log" | tail -n 1) $(grep -hE '[0-9]+ (passed|failed)' "$log" | tail -n 1)"; }
-memcheck /tmp/memcheck_ops.log tests/test_naca_ops.py &
-memcheck /tmp/memcheck_snn.log tests/test_snn.py tests/test_stdp.py tests/test_sbp.py tests/test_stp.py &
-( timeout "$(p2_left)" compute-sanitizer --tool racecheck --error-exitcode 9 \
-    $PY -m pytest tests/test_naca_ops.py tests/test_snn.py tests/test_stp.py -q -p no:cacheprovider -k "$SAN_K" \
-    >"$OUT/racecheck.log" 2>&1
-  status "racecheck rc=$? in $((SECONDS - t0)) s: $(grep -hE 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -n 1) $(grep -hE '[0-9]+ (passed|failed)' "$OUT/racecheck.log" | tail -n 1)" ) &
+  status "$tool $* rc=$? in $((SECONDS - t0)) s: $(grep -hE 'RACECHECK SUMMARY|ERROR SUMMARY' "$log" | tail -n 1) $(grep -hE '[0-9]+ (passed|failed)' "$log" | tail -n 1)"; }
+sanitize memcheck /tmp/memcheck_ops.log tests/test_naca_ops.py &
+sanitize memcheck /tmp/memcheck_snn.log tests/test_snn.py tests/test_stdp.py tests/test_sbp.py tests/test_stp.py &
+sanitize racecheck "$OUT/racecheck.log" tests/test_naca_ops.py tests/test_snn.py tests/test_stp.py &
 
 # The comparison CLI on the GPU, most important first: the README's main command as it is
 # (Fashion-MNIST from .data/fashion-mnist where carried, put where Debian's package puts it);
