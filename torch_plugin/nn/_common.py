@@ -30,8 +30,9 @@ NI_INITS = ("uniform", "normal", "beta", "zeros")
 # The hidden activations the NACA rule trains. Its hidden update -lr f(NL) act'(z) x has no
 # error term: for a given class it keeps pushing a unit the same way, and stops only where
 # act'(z) vanishes, i.e. where a bounded activation saturates. relu (act' = 1 for z > 0) and
-# identity never stop: their activity grows by a constant step, the output sigmoids saturate
-# and the output layer stops learning (docs/activations.md, examples/naca_activations.py).
+# identity never stop: their activity grows by about the same step every step, and unless
+# that step is small (Adam at lr 1e-3) the output sigmoids saturate and the output layer
+# stops learning (docs/activations.md, examples/naca_activations.py).
 NACA_ACTIVATIONS = ("tanh", "sigmoid")
 
 
@@ -117,9 +118,10 @@ def warn_unsupported_naca_activations(layers) -> None:
            if getattr(m, "activation", None) is not None and m.activation not in NACA_ACTIVATIONS]
     if bad:
         warnings.warn(
-            f"NACA: the hidden rule does not train unbounded activations, which grow without limit and "
-            f"saturate the output layer (accuracy stays near chance): {', '.join(bad)}. Use one of "
-            f"{NACA_ACTIVATIONS}; see docs/activations.md", UserWarning, stacklevel=3)
+            f"NACA: the hidden rule has no fixed point for unbounded activations, whose activity grows "
+            f"without limit until the output layer saturates and stops learning (near chance on the digits "
+            f"with in-place SGD at every lr tried): {', '.join(bad)}. Use one of {NACA_ACTIVATIONS}; see "
+            f"docs/activations.md", UserWarning, stacklevel=3)
 
 
 def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
