@@ -263,9 +263,9 @@ class STPSynapse(nn.Module):
     (snntrain.m, snn_lif.m) starts from u = 0.1, x = 1, I = 0.1, keeps the state
     across batches and filters each postsynaptic neuron's input current, after W.
     Checked when built: U in [0, 1] (a utilisation fraction), A finite, and the time
-    constants, in steps, >= 1: the per-step update scales u, x and I by (1 - 1/tau),
-    which for tau < 1 is negative (the state flips sign each step) and for tau < 0.5
-    below -1 (it grows without bound).
+    constants, in steps, >= 1: between spikes each step scales u, 1 - x and I by
+    (1 - 1/tau), which for tau < 1 is negative (they flip sign every step) and for
+    tau < 0.5 below -1 (they grow without bound).
     """
 
     def __init__(self, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0, tau_s: float = 2.0, A: float = 1.0):
