@@ -172,7 +172,7 @@ def test_half_on_cpu_is_rejected():
         call_plasticity(a)
 
 
-# --- the argument at fault, where another one was blamed ------------------------------------
+# --- the argument at fault, where the shapes could point at another one -----------------------
 
 WEIGHT_T = [mutate("weight", lambda a: a.update(weight=torch.randn(3, 5))),  # transposed: (I, H)
             mutate("weight", lambda a: a.update(weight=torch.randn(6, 4)))]  # neither size fits
