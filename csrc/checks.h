@@ -32,6 +32,14 @@ inline void check_shape(const at::Tensor& t, const char* op, const char* name,
               expected, ", got ", t.sizes());
 }
 
+// As check_shape, saying where the expected sizes come from (`from`, e.g. "the batch,
+// weight.size(1)"), so that a fault in the reference tensor shows in the message too.
+inline void check_shape(const at::Tensor& t, const char* op, const char* name,
+                        at::IntArrayRef expected, const char* from) {
+  TORCH_CHECK(t.sizes() == expected, "naca::", op, ": argument '", name, "' expected shape ",
+              expected, " (", from, "), got ", t.sizes());
+}
+
 inline void check_same_device(const at::Tensor& t, const char* op, const char* name,
                               const at::Tensor& ref, const char* ref_name) {
   TORCH_CHECK(t.device() == ref.device(), "naca::", op, ": argument '", name,
@@ -131,9 +139,11 @@ inline void check_scalar_fits(double v, const at::Tensor& like, const char* op, 
 
 // Class labels: int64, 1-D, every value in [0, num_classes). On CUDA the range
 // check reads two scalars back to the host (one synchronisation); read_values=false
-// checks the dtype and shape only.
+// checks the dtype and shape only. ni_rows > 0: num_classes was read from an NI of
+// that many rows (2N); labels that would fit an NI of N rows read as N classes then
+// name 'ni' too, since an NI built with one row per class reads as half the classes.
 inline void check_labels(const at::Tensor& labels, const char* op, int64_t num_classes,
-                         int64_t batch, bool read_values = true) {
+                         int64_t batch, bool read_values = true, int64_t ni_rows = 0) {
   check_defined(labels, op, "labels");
   TORCH_CHECK(labels.scalar_type() == at::kLong, "naca::", op,
               ": argument 'labels' expected dtype int64, got ", labels.scalar_type());
@@ -147,9 +157,14 @@ inline void check_labels(const at::Tensor& labels, const char* op, int64_t num_c
   const auto range = at::stack({lo, hi}).cpu();
   const int64_t mn = range.const_data_ptr<int64_t>()[0];
   const int64_t mx = range.const_data_ptr<int64_t>()[1];
-  TORCH_CHECK(mn >= 0 && mx < num_classes, "naca::", op,
+  if (mn >= 0 && mx < num_classes) return;
+  TORCH_CHECK(!(mn >= 0 && mx < ni_rows), "naca::", op,
               ": argument 'labels' expected values in [0, ", num_classes, "), got values in [",
-              mn, ", ", mx, "]");
+              mn, ", ", mx, "], or argument 'ni' expected 2N rows for N classes (", 2 * (mx + 1),
+              " rows for ", mx + 1, " classes), got ", ni_rows, " rows (read as N = ",
+              num_classes, ")");
+  TORCH_CHECK(false, "naca::", op, ": argument 'labels' expected values in [0, ", num_classes,
+              "), got values in [", mn, ", ", mx, "]");
 }
 
 inline Activation parse_activation(const std::string& name, const char* op) {

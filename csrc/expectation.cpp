@@ -66,13 +66,16 @@ namespace {
 at::Tensor expectation_matrix(int64_t num_classes, std::optional<at::ScalarType> dtype,
                               std::optional<at::Device> device) {
   const auto slots = expectation_slots(num_classes, "expectation_matrix");
+  const auto type = dtype.value_or(at::kFloat);
+  TORCH_CHECK(at::isFloatingType(type), "naca::expectation_matrix: argument 'dtype' expected a ",
+              "floating-point dtype (E holds 0.5), got ", type);
   auto e = at::zeros({num_classes, 2 * num_classes}, at::TensorOptions().dtype(at::kDouble));
   auto acc = e.accessor<double, 2>();
   for (int64_t c = 0; c < num_classes; ++c) {
     acc[c][slots[c]] = 0.5;
     acc[c][slots[c] + 1] = 0.5;
   }
-  return e.to(device.value_or(at::kCPU), dtype.value_or(at::kFloat));
+  return e.to(device.value_or(at::kCPU), type);
 }
 
 }  // namespace

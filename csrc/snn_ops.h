@@ -172,6 +172,13 @@ inline void check_naca_snn(const char* op, const at::Tensor& weight,
   check_dim(weight, op, "weight", 2);
   snn_detail::check_seq(pre_spikes, op, "pre_spikes");
   const int64_t t = pre_spikes.size(0), b = pre_spikes.size(1);
+  // A weight that fits neither the input nor this layer's neurons (a transposed one) is at fault.
+  check_defined(voltages, op, "voltages");
+  TORCH_CHECK(voltages.dim() != 3 || voltages.size(0) != t || voltages.size(1) != b ||
+                  weight.size(0) == voltages.size(2) || weight.size(1) == pre_spikes.size(2),
+              "naca::", op, ": argument 'weight' expected shape [", voltages.size(2), ", ",
+              pre_spikes.size(2), "] ([voltages.size(2), pre_spikes.size(2)]), got ",
+              weight.sizes());
   const std::vector<int64_t> seq{t, b, weight.size(0)};
   snn_detail::check_like(voltages, op, "voltages", weight, "weight", seq);
   snn_detail::check_like(spikes, op, "spikes", weight, "weight", seq);

@@ -76,8 +76,15 @@ void check_linear_update(const char* op, const at::Tensor& weight,
                          const char* pre_name) {
   check_weight_and_inputs(op, weight, bias, pre, pre_name, preact, 2, preact_name);
   const int64_t batch = pre.size(0);
-  check_shape(pre, op, pre_name, {batch, weight.size(1)});
-  check_shape(preact, op, preact_name, {batch, weight.size(0)});
+  // A weight that fits neither the inputs nor the units (a transposed one, say) is at fault,
+  // not the tensors it is compared with.
+  TORCH_CHECK(preact.size(0) != batch || weight.size(0) == preact.size(1) ||
+                  weight.size(1) == pre.size(1),
+              "naca::", op, ": argument 'weight' expected shape [", preact.size(1), ", ",
+              pre.size(1), "] ([", preact_name, ".size(1), ", pre_name, ".size(1)]), got ",
+              weight.sizes());
+  check_shape(pre, op, pre_name, {batch, weight.size(1)}, "the batch, weight.size(1)");
+  check_shape(preact, op, preact_name, {batch, weight.size(0)}, "the batch, weight.size(0)");
   check_finite_scalar(lr, op, "lr");
   check_scalar_fits(lr, weight, op, "lr");
   check_outputs_not_aliased(op, weight, bias, pre, pre_name, preact, preact_name);
@@ -100,6 +107,11 @@ void check_conv_update(const char* op, const at::Tensor& weight,
               ": argument 'groups' expected >= 1 and dividing weight.size(0)=", weight.size(0),
               ", got ", groups);
   const int64_t batch = input.size(0);
+  // A weight that fits neither the input's channels nor preact's (a transposed one) is at fault.
+  TORCH_CHECK(input.size(1) == weight.size(1) * groups || preact.size(1) == weight.size(0),
+              "naca::", op, ": argument 'weight' expected preact.size(1) = ", preact.size(1),
+              " output channels and input.size(1) / groups = ", input.size(1) / groups,
+              " input channels, got shape ", weight.sizes());
   TORCH_CHECK(input.size(1) == weight.size(1) * groups, "naca::", op,
               ": argument 'input' expected ", weight.size(1) * groups,
               " channels (weight.size(1) * groups), got shape ", input.sizes());
@@ -135,7 +147,7 @@ void check_naca_signal(const char* op, const at::Tensor& labels, const at::Tenso
   check_shape(ni, op, "ni", expected);
   check_same_device(labels, op, "labels", preact, "preact");
   // Values in range unless the caller vouches for them (check_labels=false).
-  naca::check_labels(labels, op, n, preact.size(0), /*read_values=*/check_labels);
+  naca::check_labels(labels, op, n, preact.size(0), /*read_values=*/check_labels, ni.size(0));
   expectation_slots(n, op);  // fails clearly if the class count has colliding slots
 }
 

@@ -181,7 +181,7 @@ at::Tensor neuromodulator_op(const at::Tensor& labels, const at::Tensor& ni, boo
   const int64_t n = classes_of_ni(ni, op);
   check_floating(ni, op, "ni");
   check_same_device(labels, op, "labels", ni, "ni");
-  naca::check_labels(labels, op, n, -1, /*read_values=*/check_labels);
+  naca::check_labels(labels, op, n, -1, /*read_values=*/check_labels, ni.size(0));
   const auto slots = expectation_slots_tensor(n, ni.device(), op);
   auto out = kernel(labels.contiguous(), ni.contiguous().view({ni.size(0), -1}), slots);
   std::vector<int64_t> shape(ni.sizes().begin(), ni.sizes().end());

@@ -170,3 +170,86 @@ def test_half_on_cpu_is_rejected():
     a = {k: (v.half() if v.is_floating_point() else v) for k, v in good().items()}
     with pytest.raises(RuntimeError, match="float16/bfloat16 on CUDA|expected dtype float32 or float64"):
         call_plasticity(a)
+
+
+# --- the argument at fault, where the shapes could point at another one -----------------------
+
+WEIGHT_T = [mutate("weight", lambda a: a.update(weight=torch.randn(3, 5))),  # transposed: (I, H)
+            mutate("weight", lambda a: a.update(weight=torch.randn(6, 4)))]  # neither size fits
+
+
+@pytest.mark.parametrize("arg,bad", WEIGHT_T)
+@pytest.mark.parametrize("call", [call_plasticity, call_hidden], ids=["plasticity", "hidden"])
+def test_a_misshapen_weight_is_blamed_not_pre(arg, bad, call):
+    a = good()
+    a["bias"] = None
+    bad(a)
+    before = written_tensors(a)
+    op = "plasticity_update_" if call is call_plasticity else "naca_hidden_update_"
+    with pytest.raises(RuntimeError, match=names(op, "weight") + r"expected shape \[5, 3\]"):
+        call(a)
+    assert_untouched(a, before)
+
+
+def test_a_misshapen_weight_is_blamed_in_the_output_conv_and_snn_updates():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(3, 5, generator=g)  # (N, I) transposed: pre (4, 3), logits (4, 5)
+    w0 = w.clone()
+    with pytest.raises(RuntimeError, match=names("naca_output_update_", "weight")):
+        ops.naca_output_update_(w, None, torch.randn(4, 3), torch.randn(4, 5), torch.tensor([0, 1, 2, 1]), 0.1)
+    x, wc = torch.randn(2, 3, 8, 8, generator=g), torch.randn(4, 3, 3, 3, generator=g)
+    z = torch.nn.functional.conv2d(x, wc)
+    wt = wc.transpose(0, 1).contiguous()  # (C_in, C_out, k, k)
+    wt0 = wt.clone()
+    with pytest.raises(RuntimeError, match=names("conv_plasticity_update_", "weight")):
+        ops.conv_plasticity_update_(wt, None, x, z, z, activation="tanh", lr=0.1)
+    pre, v = torch.rand(3, 4, 3, generator=g), torch.rand(3, 4, 5, generator=g)
+    ws = torch.randn(3, 5, generator=g)
+    ws0 = ws.clone()
+    with pytest.raises(RuntimeError, match=names("naca_snn_update_", "weight")):
+        ops.naca_snn_update_(ws, None, pre, v, (v > 0.5).float(), torch.rand(4, 5, generator=g))
+    assert torch.equal(w, w0) and torch.equal(wt, wt0) and torch.equal(ws, ws0)
+
+
+def test_a_single_wrong_size_still_names_the_weight_it_was_compared_with():
+    a = good()
+    a["weight"] = torch.randn(5, 4)  # pre (4, 3): either may be wrong
+    with pytest.raises(RuntimeError, match=names("plasticity_update_", "pre") + r".*weight\.size\(1\)"):
+        call_plasticity(a)
+
+
+def test_ni_with_one_row_per_class_is_named():
+    """NI holds 2N rows; one of N rows reads as N / 2 classes. Labels beyond N / 2 (but below N)
+    then name 'ni' as well as 'labels' (an off-by-one label looks the same to the op)."""
+    a = good()
+    a["labels"], a["ni"] = torch.tensor([0, 1, 2, 3]), torch.rand(4, 5)  # 4 classes, NI of 4 rows
+    before = written_tensors(a)
+    msg = r"argument 'labels' expected values in \[0, 2\).*or argument 'ni' expected 2N rows .*8 rows for 4 classes"
+    with pytest.raises(RuntimeError, match=names("naca_hidden_update_", "labels") + msg[len("argument 'labels' "):]):
+        call_hidden(a)
+    assert_untouched(a, before)
+    with pytest.raises(RuntimeError, match="naca::neuromodulator: " + msg):
+        ops.neuromodulator(a["labels"], a["ni"])
+    x, w = torch.randn(4, 3, 8, 8), torch.randn(2, 3, 3, 3)
+    z, w0 = torch.nn.functional.conv2d(x, w), w.clone()
+    with pytest.raises(RuntimeError, match="naca::naca_conv_update_: " + msg):
+        ops.naca_conv_update_(w, None, x, z, a["labels"], torch.rand(4, 2, 6, 6), activation="tanh", lr=0.1)
+    assert torch.equal(w, w0)
+    # Labels beyond what even ni.size(0) classes hold blame the labels alone.
+    with pytest.raises(RuntimeError, match=r"got values in \[0, 9\]$"):
+        ops.neuromodulator(torch.tensor([0, 9]), a["ni"])
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
+def test_expectation_matrix_rejects_a_dtype_that_cannot_hold_one_half(dtype):
+    with pytest.raises(RuntimeError, match="naca::expectation_matrix: argument 'dtype' expected a floating-point"):
+        ops.expectation_matrix(4, dtype=dtype)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    with FakeTensorMode(), pytest.raises(RuntimeError, match="naca::expectation_matrix: argument 'dtype'"):
+        torch.ops.naca.expectation_matrix(4, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_expectation_matrix_floating_dtypes(dtype):
+    e = ops.expectation_matrix(10, dtype=dtype)
+    assert e.dtype == dtype and e.sum().item() == 10 and set(e.unique().tolist()) == {0.0, 0.5}

@@ -77,3 +77,13 @@ def test_snn_rule_update_size_example_on_digits():
     for r in rows:
         chain, all_steps, last = (float(v) for v in r[2:5])
         assert last > 0 and 0 < chain / last < 1 and 5 < all_steps / last < 40, r
+
+
+def test_naca_activations_example_runs():
+    out = run("naca_activations.py", "--epochs", "1", "--seeds", "0", "--max-depth", "1")
+    assert "| sgd 0.0312 |" in out and "relu clipped to [0, 1]" in out and "Timeline of a 4-layer tanh stack" in out
+
+
+def test_sbp_lr_example_runs():
+    out = run("sbp_lr.py", "--datasets", "digits", "--models", "ann", "--lrs", "3", "--seeds", "0")
+    assert "## digits, ANN 64-200-10" in out and "| 3 |" in out

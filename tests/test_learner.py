@@ -291,8 +291,10 @@ def test_ni_is_seeded_and_in_unit_interval():
         assert torch.equal(a, b) and a.shape == (20, 30)
         assert a.min() >= 0 and a.max() <= 1
     assert not torch.equal(make_ni(10, (30,), seed=5), make_ni(10, (30,), seed=6))
-    with pytest.raises(ValueError, match="ni_init"):
+    with pytest.raises(ValueError, match="make_ni: argument 'init' expected one of"):
         make_ni(3, (2,), "cauchy")
+    with pytest.raises(ValueError, match="NACALinear: argument 'ni_init' expected one of"):
+        NACALinear(2, 3, 3, ni_init="cauchy")
 
 
 @pytest.mark.parametrize("init", ["uniform", "normal", "beta"])

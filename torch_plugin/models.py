@@ -6,6 +6,16 @@ from typing import Optional, Sequence
 from torch import nn
 
 from .nn import NACAConv2d, NACALinear, NACAOutput
+from .nn._common import check_int, check_real, check_seed
+
+
+def _widths(who: str, hidden, name: str = "hidden") -> list[int]:
+    """hidden as a list of layer widths (each >= 1): an int is one layer."""
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) and not hasattr(hidden, "__index__"):
+        raise TypeError(f"{who}: argument '{name}' expected an integer or a sequence of integers, got {hidden!r}")
+    if not isinstance(hidden, Sequence):
+        return [check_int(who, name, hidden, 1)]
+    return [check_int(who, name, h, 1) for h in hidden]
 
 
 def _out_bias(bias: bool, output_bias: Optional[bool]) -> bool:
@@ -18,13 +28,17 @@ def mlp(in_features: int, hidden: Sequence[int], num_classes: int, activation: s
         bias: bool = True, output_bias: Optional[bool] = None) -> nn.Sequential:
     """Flatten -> NACALinear(act) x len(hidden) -> NACAOutput (logits).
 
+    hidden: the hidden widths, a sequence (empty: the output layer alone) or an int (one layer).
     With a seed, hidden layer i draws its NI from seed + i (weights follow torch's RNG).
     bias: the hidden layers have biases; output_bias: the output layer has one (None: as bias).
     The authors' class-incremental ANN has none (bias=False); their classification code has them.
     """
+    width = check_int("mlp", "in_features", in_features, 1)
+    check_int("mlp", "num_classes", num_classes, 2)
+    sizes = _widths("mlp", hidden)
+    check_seed("mlp", seed)
     layers: list[nn.Module] = [nn.Flatten()]
-    width = in_features
-    for i, h in enumerate(hidden):
+    for i, h in enumerate(sizes):
         layers.append(NACALinear(width, h, num_classes, bias=bias, activation=activation, ni_init=ni_init,
                                  seed=None if seed is None else seed + i))
         width = h
@@ -45,9 +59,22 @@ def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] 
     keeps H x W). bias: the conv and hidden FC layers have biases (as the authors' classification code);
     output_bias: the output layer has one (None: as bias).
     """
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
-    c, h, w = in_shape
+    who = "conv_net"
+    if check_int(who, "kernel_size", kernel_size, 1) % 2 == 0:
+        raise ValueError(f"{who}: argument 'kernel_size' expected an odd integer >= 1, got {kernel_size}")
+    if isinstance(in_shape, (str, bytes)) or not isinstance(in_shape, Sequence):
+        raise TypeError(f"{who}: argument 'in_shape' expected a sequence (C, H, W), got {in_shape!r}")
+    if len(in_shape) != 3:
+        raise ValueError(f"{who}: argument 'in_shape' expected 3 values (C, H, W), got {tuple(in_shape)!r}")
+    c, h, w = (check_int(who, "in_shape", d, 1) for d in in_shape)
+    channels = _widths(who, channels, "channels")
+    hidden = check_int(who, "hidden", hidden, 1)
+    check_int(who, "num_classes", num_classes, 2)
+    check_seed(who, seed)
+    side = 2 ** len(channels)  # each block halves H and W (AvgPool2d(2))
+    if h < side or w < side:
+        raise ValueError(f"{who}: argument 'in_shape' expected H and W >= {side} (each of the {len(channels)} "
+                         f"conv blocks halves them), got {tuple(in_shape)}")
     layers: list[nn.Module] = []
     for i, ch in enumerate(channels):
         layers += [NACAConv2d(c, ch, kernel_size, num_classes, (h, w), padding=kernel_size // 2, bias=bias,
@@ -88,9 +115,11 @@ def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: O
     """
     from .nn import BernoulliEncoder, NACASpikingLinear, SpikeRate, STPSynapse
 
-    sizes = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
+    sizes = _widths("spiking_mlp", hidden)
+    width = check_int("spiking_mlp", "in_features", in_features, 1)
+    check_int("spiking_mlp", "num_classes", num_classes, 2)
+    init_gain = check_real("spiking_mlp", "init_gain", init_gain)
     layers: list[nn.Module] = [BernoulliEncoder(T, seed)] + ([STPSynapse()] if stp else [])
-    width = in_features
     kw = dict(decay=decay, threshold=threshold, lens=lens, surrogate=surrogate, slope=slope, ni_init=ni_init,
               current=current)
     for i, h in enumerate(sizes):
@@ -111,15 +140,16 @@ def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: O
 def sbp_snn(in_features: int, hidden: int, num_classes: int, T: int = 20, seed: Optional[int] = None,
             **kwargs) -> nn.Sequential:
     """The three-layer SNN of the SBP paper (input - hidden - output): ``spiking_mlp`` with one hidden
-    layer (``stp=True`` among the kwargs adds short-term plasticity on the input synapses)."""
-    return spiking_mlp(in_features, [hidden], num_classes, T=T, seed=seed, **kwargs)
+    layer (``stp=True`` among the kwargs adds short-term plasticity on the input synapses). hidden: its width."""
+    return spiking_mlp(in_features, [check_int("sbp_snn", "hidden", hidden, 1)], num_classes, T=T, seed=seed,
+                       **kwargs)
 
 
 def sbp_ann(in_features: int, hidden: int, num_classes: int, activation: str = "sigmoid",
             seed: Optional[int] = None, bias: bool = True, output_bias: Optional[bool] = None) -> nn.Sequential:
     """The two-layer ANN for ``learn.SBP``: Flatten -> NACALinear(sigmoid) -> NACAOutput (logits).
 
-    SBP reads the output as sigmoid(logits); prediction is logits.argmax(1).
+    SBP reads the output as sigmoid(logits); prediction is logits.argmax(1). hidden: its width.
     """
-    return mlp(in_features, [hidden], num_classes, activation=activation, seed=seed, bias=bias,
-               output_bias=output_bias)
+    return mlp(in_features, [check_int("sbp_ann", "hidden", hidden, 1)], num_classes, activation=activation,
+               seed=seed, bias=bias, output_bias=output_bias)

@@ -41,7 +41,8 @@ def expectation_matrix(
     """E, the (N, 2N) class-expectation matrix: row c is 0.5 at columns k_c and k_c+1.
 
     k_c = floor(a_c / max(a) * 2(N-1)), a_c = sqrt(2 ln(N / (c+1))). For N = 10,
-    k = [18, 15, 13, 11, 9, 8, 7, 5, 3, 0]. Raises when two classes share a slot.
+    k = [18, 15, 13, 11, 9, 8, 7, 5, 3, 0]. Raises when two classes share a slot, and for
+    a dtype that is not floating point (E holds 0.5).
     """
     return torch.ops.naca.expectation_matrix(num_classes, dtype=dtype, device=device)
 
@@ -50,8 +51,12 @@ def neuromodulator(labels: Tensor, ni: Tensor, *, check_labels: bool = True) -> 
     """NL = E[labels] @ NI.
 
     labels: (B,) int64 in [0, N). ni: (2N, H) or (2N, C, H, W), the fixed random
-    neuromodulator projection. Returns (B, *ni.shape[1:]) with ni's dtype.
+    neuromodulator projection (``nn.make_ni``). Returns (B, *ni.shape[1:]) with ni's dtype.
     check_labels=False: no host read of the labels; a label outside [0, N) gives a zero row.
+
+    N is read from NI: N = ni.size(0) / 2. An NI with one row per class reads as half the
+    classes: labels beyond that are rejected naming both 'labels' and 'ni', but a batch whose
+    labels all fall below ni.size(0) / 2 cannot be told from a valid call.
     """
     return torch.ops.naca.neuromodulator(labels, ni, check_labels=bool(check_labels))
 
@@ -108,7 +113,8 @@ def naca_hidden_update_(
     """The fused NACA hidden-layer update: plasticity_update_ with signal = f(E[labels] @ NI).
 
     weight: (H, I), bias: (H,) or None, pre: (B, I), preact: (B, H) (z, or act(z)
-    with from_output=True), labels: (B,) int64, ni: (2N, H). NL and f(NL) are never stored.
+    with from_output=True), labels: (B,) int64, ni: (2N, H) (N read from it, as in
+    ``neuromodulator``). NL and f(NL) are never stored.
 
     check_labels=True (default): labels outside [0, N) raise before anything is
     written (on CUDA this reads the labels' range on the host: one device
@@ -206,6 +212,9 @@ def naca_conv_update_(
 
 @torch.library.register_fake("naca::expectation_matrix")
 def _expectation_matrix_fake(num_classes, *, dtype=None, device=None):
+    torch._check(dtype is None or dtype.is_floating_point,
+                 lambda: f"naca::expectation_matrix: argument 'dtype' expected a floating-point dtype "
+                         f"(E holds 0.5), got {dtype}")
     return torch.empty(
         (num_classes, 2 * num_classes), dtype=dtype or torch.float32, device=device or "cpu"
     )

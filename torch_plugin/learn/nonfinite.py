@@ -1,5 +1,5 @@
-"""The ``skip_nonfinite`` policy of the NACA learner (SBP has none): an update with a NaN or an Inf
-anywhere is not applied, and counted in ``learner.skipped_steps``.
+"""The ``skip_nonfinite`` policy of the learners: an update with a NaN or an Inf anywhere is not
+applied, and counted in ``learner.skipped_steps`` (SBP checks its local changes with ``all_finite``).
 
 The update is first written as a pseudo-gradient into ``.grad`` (in place SGD
 then applies ``w -= lr * grad``), checked with one reduction and one

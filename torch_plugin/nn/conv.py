@@ -6,9 +6,8 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules.utils import _pair
 
-from ._common import Recording, activate_and_record, activation_fn, make_ni
+from ._common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, check_pair, make_ni
 
 
 class NACAConv2d(Recording, nn.Conv2d):
@@ -17,7 +16,11 @@ class NACAConv2d(Recording, nn.Conv2d):
     NACA modulates every output position: NI has shape (2N, C_out, Ho, Wo), so the
     layer needs the input's spatial size up front (``input_size``). Pooling goes
     after the layer as a plain ``nn.AvgPool2d``: the modulation applies to the
-    conv output before pooling. Only ``padding_mode='zeros'`` is supported.
+    conv output before pooling. Only ``padding_mode='zeros'`` is supported, and
+    numeric padding (an int or a pair; the update ops take explicit padding).
+    The constructor checks the geometry: kernel_size, stride, dilation >= 1,
+    padding >= 0, groups dividing both channel counts, input_size (an int or
+    (H, W)) large enough for the dilated kernel.
     Shapes: input (B, C_in, H, W) -> output (B, C_out, Ho, Wo).
     """
 
@@ -36,24 +39,21 @@ class NACAConv2d(Recording, nn.Conv2d):
         activation: str = "tanh",
         ni_init: str = "uniform",
         seed: Optional[int] = None,
+        padding_mode: str = "zeros",
         device=None,
         dtype=None,
     ):
+        geometry = _check_geometry(in_channels, out_channels, kernel_size, input_size, stride, padding,
+                                   dilation, groups, padding_mode)
+        num_classes = check_layer_args("NACAConv2d", num_classes, activation, ni_init, seed)
+        in_channels, out_channels, kernel_size, input_size, stride, padding, dilation, groups = geometry
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, device=device, dtype=dtype)
-        if isinstance(self.padding, str):
-            raise ValueError("NACAConv2d needs numeric padding, got " + repr(self.padding))
-        self.num_classes = int(num_classes)
+                         groups, bias, padding_mode, device=device, dtype=dtype)
+        self.num_classes = num_classes
         self.activation = activation
         self._act = activation_fn(activation)
-        self.input_size = _pair(input_size)
-        self.output_size = tuple(
-            (self.input_size[i] + 2 * self.padding[i] - self.dilation[i] * (self.kernel_size[i] - 1) - 1)
-            // self.stride[i] + 1
-            for i in range(2)
-        )
-        if min(self.output_size) < 1:
-            raise ValueError(f"input_size {self.input_size} is too small for kernel {self.kernel_size}")
+        self.input_size = input_size
+        self.output_size = _output_size(input_size, kernel_size, stride, padding, dilation)
         ni = make_ni(num_classes, (out_channels, *self.output_size), ni_init, seed,
                      self.weight.dtype, self.weight.device)
         self.register_buffer("ni", ni)
@@ -67,3 +67,38 @@ class NACAConv2d(Recording, nn.Conv2d):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, num_classes={self.num_classes}, "
                 f"input_size={self.input_size}, activation={self.activation}")
+
+
+def _output_size(input_size, kernel_size, stride, padding, dilation) -> tuple[int, int]:
+    return tuple((input_size[i] + 2 * padding[i] - dilation[i] * (kernel_size[i] - 1) - 1) // stride[i] + 1
+                 for i in range(2))
+
+
+def _check_geometry(in_channels, out_channels, kernel_size, input_size, stride, padding, dilation, groups,
+                    padding_mode):
+    """NACAConv2d's geometry, checked before nn.Conv2d allocates anything (its own checks name no
+    argument, and it accepts a zero stride or kernel that fail only in the forward)."""
+    who = "NACAConv2d"
+    c_in = check_int(who, "in_channels", in_channels, 1)
+    c_out = check_int(who, "out_channels", out_channels, 1)
+    if isinstance(padding, str):
+        raise ValueError(f"{who}: argument 'padding' expected an integer or a pair of integers (the update "
+                         f"ops take explicit padding), got {padding!r}")
+    if padding_mode != "zeros":
+        raise ValueError(f"{who}: argument 'padding_mode' expected 'zeros' (the only padding the update ops "
+                         f"model), got {padding_mode!r}")
+    k = check_pair(who, "kernel_size", kernel_size, 1)
+    size = check_pair(who, "input_size", input_size, 1)
+    st = check_pair(who, "stride", stride, 1)
+    pad = check_pair(who, "padding", padding, 0)
+    dil = check_pair(who, "dilation", dilation, 1)
+    g = check_int(who, "groups", groups, 1)
+    if c_in % g or c_out % g:
+        raise ValueError(f"{who}: argument 'groups' expected a divisor of in_channels ({c_in}) and "
+                         f"out_channels ({c_out}), got {g}")
+    span = tuple(dil[i] * (k[i] - 1) + 1 for i in range(2))
+    if any(size[i] + 2 * pad[i] < span[i] for i in range(2)):
+        raise ValueError(f"{who}: argument 'input_size' expected at least {span[0] - 2 * pad[0]} x "
+                         f"{span[1] - 2 * pad[1]} (a dilated kernel of {span[0]} x {span[1]}, padding {pad}), "
+                         f"got {size}")
+    return c_in, c_out, k, size, st, pad, dil, g

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import Recording, activate_and_record, activation_fn, make_ni
+from ._common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, make_ni
 
 
 class NACALinear(Recording, nn.Linear):
@@ -20,7 +20,7 @@ class NACALinear(Recording, nn.Linear):
 
     Args:
         in_features, out_features, bias: as ``nn.Linear``.
-        num_classes: N, the number of classes (NI has shape (2N, out_features)).
+        num_classes: N >= 2, the number of classes (NI has shape (2N, out_features)).
         activation: 'tanh' (default), 'sigmoid', 'relu' or 'identity'.
         ni_init: NI distribution, see ``make_ni``. seed: NI's own seed (None: global RNG).
     Shapes: input (B, in_features) -> output (B, out_features).
@@ -38,8 +38,11 @@ class NACALinear(Recording, nn.Linear):
         device=None,
         dtype=None,
     ):
+        num_classes = check_layer_args("NACALinear", num_classes, activation, ni_init, seed)
+        in_features = check_int("NACALinear", "in_features", in_features, 1)
+        out_features = check_int("NACALinear", "out_features", out_features, 1)
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        self.num_classes = int(num_classes)
+        self.num_classes = num_classes
         self.activation = activation
         self._act = activation_fn(activation)
         ni = make_ni(num_classes, (out_features,), ni_init, seed, self.weight.dtype, self.weight.device)
@@ -63,14 +66,17 @@ class NACAOutput(Recording, nn.Linear):
     e * sigmoid'(z) (the authors' classification and class-incremental codes, which
     backpropagate the MSE error through the output sigmoid), with False it is e
     alone (ALGORITHMS.md 1.4's reading of the class-incremental code). Prediction is ``z.argmax(1)``; for backprop the
-    logits go to any loss (cross-entropy by default in the comparisons).
+    logits go to any loss (cross-entropy by default in the comparisons). num_classes >= 2,
+    as for the hidden layers.
     Shapes: input (B, in_features) -> logits (B, num_classes).
     """
 
     def __init__(self, in_features: int, num_classes: int, bias: bool = True,
                  sigmoid_grad: bool = True, device=None, dtype=None):
+        num_classes = check_layer_args("NACAOutput", num_classes)
+        in_features = check_int("NACAOutput", "in_features", in_features, 1)
         super().__init__(in_features, num_classes, bias, device=device, dtype=dtype)
-        self.num_classes = int(num_classes)
+        self.num_classes = num_classes
         self.sigmoid_grad = bool(sigmoid_grad)
         self.record = False
         self.saved: Optional[tuple[Tensor, Tensor]] = None

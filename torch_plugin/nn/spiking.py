@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from ._common import Recording, make_ni
+from ._common import Recording, check_choice, check_int, check_layer_args, check_real, check_seed, make_ni
 
 __all__ = [
     "LIF", "NACASpikingLinear", "BernoulliEncoder", "SpikeRate", "STPSynapse",
@@ -55,15 +55,15 @@ class LIF(nn.Module):
     loop over T with a sigmoid surrogate spike derivative (``slope``; the reset
     path is detached), so the model can be trained by backprop (BPTT).
     ``forward`` returns the spikes; ``run`` returns (spikes, voltages).
+    Checked when built: decay in [0, 1] (the share of the potential kept per step;
+    above 1 it grows without input), threshold finite, slope finite and > 0.
     """
 
     def __init__(self, decay: float = 0.2, threshold: float = 0.5, reset: str = "hard",
                  surrogate: bool = True, slope: float = 5.0):
         super().__init__()
-        if reset not in ("hard", "soft"):
-            raise ValueError(f"reset must be 'hard' or 'soft', got {reset!r}")
-        self.decay, self.threshold, self.reset = float(decay), float(threshold), reset
-        self.surrogate, self.slope = bool(surrogate), float(slope)
+        self.decay, self.threshold, self.reset, self.slope = _lif_args("LIF", decay, threshold, reset, slope)
+        self.surrogate = bool(surrogate)
 
     def run(self, current: Tensor, v_init: Optional[Tensor] = None,
             s_init: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
@@ -99,6 +99,11 @@ class LIF(nn.Module):
 CURRENTS = ("linear", "sigmoid")
 
 
+def _lif_args(who: str, decay, threshold, reset, slope) -> tuple[float, float, str, float]:
+    return (check_real(who, "decay", decay, 0.0, 1.0), check_real(who, "threshold", threshold),
+            check_choice(who, "reset", reset, ("hard", "soft")), check_real(who, "slope", slope, 0.0, low_open=True))
+
+
 class NACASpikingLinear(Recording, nn.Linear):
     """A spiking layer: current I_t = W x_t + b (or sigmoid of it) fed to LIF neurons, (T, B, I) -> (T, B, H) spikes.
 
@@ -122,15 +127,21 @@ class NACASpikingLinear(Recording, nn.Linear):
                  is_output: bool = False, surrogate: bool = True, slope: float = 5.0,
                  ni_init: str = "uniform", seed: Optional[int] = None, current: str = "linear",
                  device=None, dtype=None):
+        who = "NACASpikingLinear"
+        num_classes = check_layer_args(who, num_classes, None, ni_init, seed)
+        in_features = check_int(who, "in_features", in_features, 1)
+        out_features = check_int(who, "out_features", out_features, 1)
+        check_choice(who, "current", current, CURRENTS)
+        _lif_args(who, decay, threshold, reset, slope)
+        lens = check_real(who, "lens", lens, 0.0)
+        if is_output and out_features != num_classes:
+            raise ValueError(f"{who}: argument 'out_features' expected num_classes ({num_classes}) for an output "
+                             f"layer (is_output=True), got {out_features}")
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        if current not in CURRENTS:
-            raise ValueError(f"current must be one of {CURRENTS}, got {current!r}")
         self.current = current
-        self.num_classes = int(num_classes)
-        self.lens = float(lens)
+        self.num_classes = num_classes
+        self.lens = lens
         self.is_output = bool(is_output)
-        if self.is_output and out_features != num_classes:
-            raise ValueError(f"an output layer needs out_features == num_classes, got {out_features} != {num_classes}")
         self.lif = LIF(decay, threshold, reset, surrogate, slope)
         ni = make_ni(num_classes, (out_features,), ni_init, seed, self.weight.dtype, self.weight.device)
         self.register_buffer("ni", ni)
@@ -168,10 +179,8 @@ class BernoulliEncoder(nn.Module):
 
     def __init__(self, T: int = 20, seed: Optional[int] = None):
         super().__init__()
-        if T < 1:
-            raise ValueError(f"T must be >= 1, got {T}")
-        self.T = int(T)
-        self.seed = seed
+        self.T = check_int("BernoulliEncoder", "T", T, 1)
+        self.seed = check_seed("BernoulliEncoder", seed)
         self._gens: dict[str, torch.Generator] = {}
 
     def _generator(self, device: torch.device) -> Optional[torch.Generator]:
@@ -253,11 +262,19 @@ class STPSynapse(nn.Module):
     filter acts on the presynaptic spikes, before W; the authors' MATLAB code
     (snntrain.m, snn_lif.m) starts from u = 0.1, x = 1, I = 0.1, keeps the state
     across batches and filters each postsynaptic neuron's input current, after W.
+    Checked when built: U in [0, 1] (a utilisation fraction), A finite, and the time
+    constants, in steps, >= 1: between spikes each step scales u, 1 - x and I by
+    (1 - 1/tau), which for tau < 1 is negative (they flip sign every step) and for
+    tau < 0.5 below -1 (they grow without bound).
     """
 
     def __init__(self, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0, tau_s: float = 2.0, A: float = 1.0):
         super().__init__()
-        self.U, self.tau_f, self.tau_d, self.tau_s, self.A = float(U), float(tau_f), float(tau_d), float(tau_s), float(A)
+        who = "STPSynapse"
+        self.U = check_real(who, "U", U, 0.0, 1.0)
+        self.tau_f, self.tau_d, self.tau_s = (check_real(who, n, v, 1.0) for n, v in
+                                              (("tau_f", tau_f), ("tau_d", tau_d), ("tau_s", tau_s)))
+        self.A = check_real(who, "A", A)
 
     def forward(self, spikes: Tensor) -> Tensor:
         return stp_forward(spikes, self.U, self.tau_f, self.tau_d, self.tau_s, self.A)
