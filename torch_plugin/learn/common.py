@@ -39,18 +39,22 @@ def recording(layers: Iterable[nn.Module], keep: str = "output",
     storing it in ``layer.saved`` (see ``nn._common.keep``).
     """
     layers = list(layers)
-    for i, layer in enumerate(layers):
-        layer.record = "preact" if keep == "preact" else True
-        layer.saved = None
-        if sinks is not None:
-            layer.sink = sinks[i]
+    record = "preact" if keep == "preact" else True
+    if sinks is None:
+        for layer in layers:
+            layer.record = record
+            layer.saved = None
+    else:  # (set on the instance directly: a deep model's step sets these for every layer)
+        for layer, sink in zip(layers, sinks):
+            object.__setattr__(layer, "record", record)
+            object.__setattr__(layer, "sink", sink)
     try:
         yield
     finally:
         for layer in layers:
-            layer.record = False
+            object.__setattr__(layer, "record", False)
             if sinks is not None:
-                layer.sink = None
+                object.__setattr__(layer, "sink", None)
 
 
 def check_only_these_train(model: nn.Module, trained: Iterable[nn.Module], learner: str) -> None:

@@ -208,10 +208,8 @@ class NACA:
         return self.check_labels
 
     def _signature(self, x: Tensor, y: Tensor, into_grad: bool, op_checks: bool) -> tuple:
-        params = [p for m in self.layers for p in (m._parameters["weight"], m._parameters.get("bias"))
-                  if p is not None]
         scalars = (self.lr, into_grad, op_checks, self.lam, self.theta, self.all_steps, self.membrane_chain)
-        return stream.fingerprint(x, y, params, scalars)
+        return stream.fingerprint(x, y, [m._parameters["weight"] for m in self.layers], scalars)
 
     def _validated(self, x: Tensor, y: Tensor, into_grad: bool, op_checks: bool) -> bool:
         """Whether a step on this input signature streams (``learn.stream``)."""
