@@ -174,13 +174,16 @@ def test_a_plain_layer_fails_in_the_middle_of_the_forward(kind, mode):
 @pytest.mark.parametrize("bad,exc,match", [
     ("range", ValueError, r"labels must be in \[0, 4\)"),
     ("float", ValueError, "y must be int64"),
-    ("length", ValueError, "y must be int64 of shape"),
+    ("list", TypeError, "y must be a torch.Tensor"),
+    ("length", ValueError, "x and y must hold as many samples"),
+    ("unbatched", ValueError, r"x must be a batch \(B, ...\)"),
 ])
 def test_bad_labels_and_inputs(bad, exc, match, mode):
     learner, step = make_learner(models.mlp(12, [10, 9, 8], 4, seed=1), mode)
     x, y = data((12,))
     good_steps(learner, step, x, y)
-    xb, yb = {"range": (x, torch.tensor([0, 1, 4, 2, 3, 0])), "float": (x, y.float()), "length": (x, y[:5])}[bad]
+    xb, yb = {"range": (x, torch.tensor([0, 1, 4, 2, 3, 0])), "float": (x, y.float()), "list": (x, y.tolist()),
+              "length": (x, y[:5]), "unbatched": (x[0], y[:1])}[bad]
     assert_raises_and_changes_nothing(learner, step, xb, yb, exc, match)
 
 

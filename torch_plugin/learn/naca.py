@@ -1,6 +1,8 @@
 """The NACA learner: one forward whose layers learn as they go, purely local updates, no backward()."""
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Optional
 
 import torch
@@ -21,12 +23,13 @@ class NACA:
 
     Args:
         model: the network. Its forward must return the output layer's logits.
-        lr: learning rate of the in-place SGD step (used when ``optimizer`` is None).
-            The updates sum over the batch, as in the reference code.
-        optimizer: any torch optimizer over the model's parameters. The NACA
+        lr: learning rate of the in-place SGD step (used when ``optimizer`` is None),
+            finite and >= 0. The updates sum over the batch, as in the reference code.
+        optimizer: any torch optimizer holding every parameter the learner trains
+            (checked here; freeze a layer with a param group of lr=0). The NACA
             update is then written to ``.grad`` as a pseudo-gradient and
             ``optimizer.step()`` applies it (Adam in the paper's classification code).
-        lam, theta: the modulation curve's parameters (0.5, 1.2).
+        lam, theta: the modulation curve's parameters (0.5, 1.2; lam > 0, both finite).
         streaming: each layer learns as soon as its forward output exists and keeps
             nothing (True, default; the step's memory does not grow with depth), or
             every step keeps its whole forward until it has completed (False).
@@ -87,6 +90,7 @@ class NACA:
     def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: Optional[torch.optim.Optimizer] = None,
                  lam: float = 0.5, theta: float = 1.2, all_steps: bool = True, skip_nonfinite: bool = False,
                  check_labels: bool = True, membrane_chain: bool = False, streaming: bool = True):
+        _check_scalars("NACA", lr, lam, theta)
         self.model = model
         self.check_labels = bool(check_labels)
         self.skip_nonfinite = bool(skip_nonfinite)
@@ -141,6 +145,14 @@ class NACA:
         self.layers = self.hidden + [self.output]  # the trained layers; a layer's index is its sink's
         names = {id(m): name for name, m in model.named_modules()}
         self._names = [names.get(id(m), type(m).__name__) or "(the model)" for m in self.layers]
+        if self.optimizer is not None:
+            held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+            missing = [f"{n}.{k}" if n else k for n, m in zip(self._names, self.layers)
+                       for k, p in m.named_parameters(recurse=False) if id(p) not in held]
+            if missing:
+                raise ValueError(
+                    f"NACA: the optimizer does not hold these parameters the learner trains: {missing} (give it "
+                    f"model.parameters(); to freeze a layer, put its parameters in a param group with lr=0)")
         # Layers whose updates wait for the end of the forward: tied ones now, repeated calls once seen.
         self._defer = stream.tied_layers(model, self.layers)
         self._sinks = [self._sink(i) for i in range(len(self.layers))]
@@ -197,8 +209,19 @@ class NACA:
     def _check_inputs(self, x: Tensor, y: Tensor) -> bool:
         """Types and shapes of x and y, and (check_labels) the labels' range, before anything is written.
         Returns whether the ops must check the labels themselves (under torch.compile: no host reads)."""
-        if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
-            raise ValueError(f"NACA.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        if not isinstance(x, Tensor):
+            raise TypeError(f"NACA.step: x must be a torch.Tensor batch (B, ...), got {type(x).__name__}")
+        if not isinstance(y, Tensor):
+            raise TypeError(f"NACA.step: y must be a torch.Tensor of int64 labels, shape (B,), got "
+                            f"{type(y).__name__} (e.g. torch.tensor(labels))")
+        if y.dtype != torch.long or y.dim() != 1:
+            raise ValueError(f"NACA.step: y must be int64 labels of shape (B,), got {y.dtype} {tuple(y.shape)}")
+        if x.dim() == 0 or x.shape[0] != y.shape[0]:
+            if x.dim() <= 1:
+                raise ValueError(f"NACA.step: x must be a batch (B, ...) of {y.shape[0]} sample(s), as y, got shape "
+                                 f"{tuple(x.shape)} (one sample: x.unsqueeze(0))")
+            raise ValueError(f"NACA.step: x and y must hold as many samples: x {tuple(x.shape)} has {x.shape[0]}, "
+                             f"y {tuple(y.shape)} has {y.shape[0]}")
         # The labels' range is read on the host once per step, here, before anything is
         # written; the fused ops then skip their own read (one sync per hidden layer on
         # CUDA). Under torch.compile (no host reads) the ops check instead.
@@ -322,14 +345,39 @@ class NACA:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lr, self.lam, self.theta = float(state["lr"]), float(state["lam"]), float(state["theta"])
+        """Restore ``state_dict()``'s values; the saved lr, lam and theta win over the constructor's
+        (a warning names those that differ). Checked before anything changes."""
+        lr, lam, theta = float(state["lr"]), float(state["lam"]), float(state["theta"])
+        _check_scalars("NACA.load_state_dict", lr, lam, theta)
+        if (state.get("optimizer") is None) != (self.optimizer is None):
+            raise ValueError("NACA.load_state_dict: optimizer state given without an optimizer, or vice versa")
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        changed = [f"{k} {old!r} -> {new!r}" for k, old, new in
+                   (("lr", self.lr, lr), ("lam", self.lam, lam), ("theta", self.theta, theta))
+                   if old != new and (k != "lr" or self.optimizer is None)]  # (with an optimizer lr is unused)
+        if changed:
+            warnings.warn(f"NACA.load_state_dict: the saved values replace the learner's: {', '.join(changed)}",
+                          stacklevel=2)
+        self.lr, self.lam, self.theta = lr, lam, theta
         self.steps = int(state["steps"])
         self.all_steps = bool(state.get("all_steps", self.all_steps))
         self.membrane_chain = bool(state.get("membrane_chain", self.membrane_chain))
         self.skip_nonfinite = bool(state.get("skip_nonfinite", self.skip_nonfinite))
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.check_labels = bool(state.get("check_labels", self.check_labels))
-        if (state.get("optimizer") is None) != (self.optimizer is None):
-            raise ValueError("NACA.load_state_dict: optimizer state given without an optimizer, or vice versa")
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _check_scalars(who: str, lr: float, lam: float, theta: float) -> None:
+    """ValueError naming the first bad one: lr finite and >= 0 (as torch.optim), lam finite and > 0
+    (the modulation curve's width), theta finite."""
+    for name, v, ok, want in (("lr", lr, lambda v: v >= 0, ">= 0"), ("lam", lam, lambda v: v > 0, "> 0"),
+                              ("theta", theta, lambda v: True, "")):
+        try:
+            if isinstance(v, (str, bytes)):  # (float() would parse them)
+                raise TypeError
+            f = float(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"{who}: {name} must be a number, got {type(v).__name__}") from None
+        if not math.isfinite(f) or not ok(f):
+            raise ValueError(f"{who}: {name} must be a finite number{' ' + want if want else ''}, got {v!r}")
