@@ -284,9 +284,9 @@ class NACA:
         if st.keep[i]:
             st.kept.append((i, saved))
             return
-        if st.counts[i] > 1 and not torch.compiler.is_compiling():
-            raise RuntimeError(self._partial(st, f"NACA: layer '{self._names[i]}' ran twice in this forward but "
-                                                 f"once in the first step with this input signature"))
+        if st.counts[i] > 1 and not torch.compiler.is_compiling():  # (_run notes what was written)
+            raise RuntimeError(f"NACA: layer '{self._names[i]}' ran twice in this forward but once in the first "
+                               f"step with this input signature")
         stream.write_update(self, layer, saved, st)
         st.written.append(i)
 
