@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _disable_current_modes
 
 from ..nn import NACAConv2d, NACALinear, NACAOutput, NACASpikingLinear
 from . import nonfinite, stream
@@ -317,7 +318,12 @@ class NACA:
 
     def _dry_run(self, st: stream.StepState) -> None:
         """Every kept update into scratch tensors: the ops check all their arguments, nothing is written
-        (not even ``.grad``, which ``step`` zeroes after this)."""
+        (not even ``.grad``, which ``step`` zeroes after this). Hidden from torch dispatch modes: a
+        ``FlopCounterMode`` around the step counts the step's own arithmetic, not its validation."""
+        with _disable_current_modes():
+            self._dry_run_updates(st)
+
+    def _dry_run_updates(self, st: stream.StepState) -> None:
         for i, saved in st.kept:
             try:
                 stream.write_update(self, self.layers[i], saved, st, dry=True)
