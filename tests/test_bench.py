@@ -5,14 +5,22 @@ import math
 
 import pytest
 
-from torch_plugin import bench
+from torch_plugin import bench, bench_depth
+
+
+def _has_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def test_quick_cpu_writes_sane_json(tmp_path, capsys):
     assert bench.main(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "benchmarks.md").read_text()
     assert capsys.readouterr().out == md
-    for title in ("1. One training step", "2. Ops", "3. Spiking", "4. Scaling"):
+    for title in ("1. One training step", "2. Ops", "3. Spiking", "4. Scaling", "5. Depth"):
         assert title in md
     res = json.loads((tmp_path / "benchmarks.json").read_text())
     assert set(bench.SECTIONS) <= set(res)
@@ -47,6 +55,16 @@ def test_quick_cpu_writes_sane_json(tmp_path, capsys):
     for r in res["scaling"]:
         for key in ("naca_ms", "bp_ms", "speedup"):
             positive(r, key)
+    depth = res["depth"]
+    assert [r["depth"] for r in depth["mlp"]] == [1, 2, 4] and depth["conv"] and depth["snn"]
+    for r in depth["mlp"] + depth["conv"] + depth["snn"]:
+        for key in bench_depth.METHODS:
+            if r[key] is not None:  # (None: the profiler's memory events unavailable)
+                positive(r, key)
+            positive(r, key + "_resident")
+    assert (tmp_path / "depth.png").exists() or not _has_matplotlib()
+    t = depth["targets"][0]
+    assert t["deepest"] == 4 and t["growth_met"], t  # the streamed step's peak does not grow with depth
 
 
 def test_sections_subset(tmp_path):

@@ -1,7 +1,7 @@
 """Benchmarks: NACA against backprop, the pure-PyTorch reference and the hardware bound.
 
     python -m torch_plugin.bench [--device cpu|cuda] [--quick] [--out DIR]
-                                 [--sections step,ops,snn,scaling] [--repeats N]
+                                 [--sections step,ops,snn,scaling,depth] [--repeats N]
                                  [--warmup N] [--threads N]
 
 Writes Markdown (stdout and DIR/benchmarks.md) and DIR/benchmarks.json. Every
@@ -19,6 +19,9 @@ figure is a ratio against a baseline measured in the same process:
   the reference's loop over T; the fused STP scan and homeostatic relaxation
   (T or iters = 20, 100) vs their loops of elementwise torch ops.
 * scaling: time per NACA and BP step as the width and the batch grow.
+* depth: peak memory of one step as the MLP deepens (and the conv net, the spiking MLP
+  at T = 20, 100): NACA streamed, kept (``streaming=False``), with Adam, and BP; also
+  DIR/depth.png (``torch_plugin/bench_depth.py``).
 
 Times are medians of ``repeats`` runs after warm-up. The runs of what is compared
 alternate (NACA and BP steps; an op, its eager composition and its reference), so a
@@ -47,11 +50,11 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from . import learn, models, ops
+from . import bench_depth, learn, models, ops
 from . import reference as ref
 from .nn import spiking
 
-SECTIONS = ("step", "ops", "snn", "scaling")
+SECTIONS = ("step", "ops", "snn", "scaling", "depth")
 
 
 # ---------------------------------------------------------------------------
@@ -747,6 +750,8 @@ def to_markdown(res: dict) -> str:
                 "| hidden | batch | NACA ms | BP ms | speedup |", "|---|---:|---:|---:|---:|"]
         for r in res["scaling"]:
             out.append(f"| {r['hidden']} | {r['batch']} | {r['naca_ms']:.3f} | {r['bp_ms']:.3f} | {_x(r['speedup'])} |")
+    if "depth" in res:
+        out += bench_depth.depth_markdown(res["depth"])
     return "\n".join(out) + "\n"
 
 
@@ -800,6 +805,8 @@ def run(device: str = "cpu", quick: bool = False, sections=SECTIONS, repeats: Op
             res["snn"], res["snn_notes"] = rows, notes
         elif section == "scaling":
             res["scaling"] = bench_scaling(dev, timer, quick)
+        elif section == "depth":
+            res["depth"] = bench_depth.bench_depth(dev, timer, quick)
         else:
             raise ValueError(f"unknown bench section {section!r}; choose from {SECTIONS}")
         if on_section is not None:
@@ -833,6 +840,9 @@ def main(argv=None) -> int:
             f.write(to_markdown(res))
         with open(os.path.join(args.out, "benchmarks.json"), "w") as f:
             json.dump(res, f, indent=1)
+        if "depth" in res:
+            bench_depth.plot_depth({**res["depth"], "device_name": res["meta"]["device_name"]},
+                                   os.path.join(args.out, "depth.png"))
 
     res = run(args.device, args.quick, sections, args.repeats, args.warmup, command.strip(), args.inner,
               on_section=write)

@@ -3,7 +3,7 @@ place (plain SGD) or as a pseudo-gradient for any torch optimizer."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,22 +28,33 @@ def targets(params: Iterable[Optional[Tensor]], optimizer) -> list[Optional[Tens
 
 
 @contextmanager
-def recording(layers: Iterable[nn.Module], keep: str = "output") -> Iterator[None]:
+def recording(layers: Iterable[nn.Module], keep: str = "output",
+              sinks: Optional[Sequence[Callable]] = None) -> Iterator[None]:
     """Make the layers keep what their learner needs of the forward inside the block.
 
     keep="output": (input, act(z)) for NACALinear/NACAConv2d (the NACA update takes act'
     from it); keep="preact": (input, z) (SBP's nudged phase needs z). The output and
-    spiking layers keep their own tuple either way.
+    spiking layers keep their own tuple either way. ``sinks`` (one callable per layer,
+    ``sink(layer, saved)``): the forward hands each layer's tuple to its sink instead of
+    storing it in ``layer.saved`` (see ``nn._common.keep``).
     """
     layers = list(layers)
-    for layer in layers:
-        layer.record = "preact" if keep == "preact" else True
-        layer.saved = None
+    record = "preact" if keep == "preact" else True
+    if sinks is None:
+        for layer in layers:
+            layer.record = record
+            layer.saved = None
+    else:  # (set on the instance directly: a deep model's step sets these for every layer)
+        for layer, sink in zip(layers, sinks):
+            object.__setattr__(layer, "record", record)
+            object.__setattr__(layer, "sink", sink)
     try:
         yield
     finally:
         for layer in layers:
-            layer.record = False
+            object.__setattr__(layer, "record", False)
+            if sinks is not None:
+                object.__setattr__(layer, "sink", None)
 
 
 def check_only_these_train(model: nn.Module, trained: Iterable[nn.Module], learner: str) -> None:

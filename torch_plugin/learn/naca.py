@@ -1,16 +1,18 @@
-"""The NACA learner: one forward, then purely local updates, no backward()."""
+"""The NACA learner: one forward whose layers learn as they go, purely local updates, no backward()."""
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _disable_current_modes
 
-from .. import ops
 from ..nn import NACAConv2d, NACALinear, NACAOutput, NACASpikingLinear
-from . import nonfinite
-from .common import check_label_range, check_only_these_train, recording, targets
+from ..nn._common import warn_unsupported_naca_activations
+from . import nonfinite, stream
+from .common import check_label_range, check_only_these_train, recording
 
 
 class NACA:
@@ -23,15 +25,35 @@ class NACA:
 
     Args:
         model: the network. Its forward must return the output layer's logits.
-        lr: learning rate of the in-place SGD step (used when ``optimizer`` is None).
-            The updates sum over the batch, as in the reference code.
-        optimizer: any torch optimizer over the model's parameters. The NACA
+        lr: learning rate of the in-place SGD step (used when ``optimizer`` is None),
+            finite and >= 0. The updates sum over the batch, as in the reference code.
+        optimizer: any torch optimizer holding every parameter the learner trains
+            (checked here; freeze a layer with a param group of lr=0). The NACA
             update is then written to ``.grad`` as a pseudo-gradient and
             ``optimizer.step()`` applies it (Adam in the paper's classification code).
-        lam, theta: the modulation curve's parameters (0.5, 1.2).
+        lam, theta: the modulation curve's parameters (0.5, 1.2; lam > 0, both finite).
+        streaming: each layer learns as soon as its forward output exists and keeps
+            nothing (True, default; the step's memory does not grow with depth), or
+            every step keeps its whole forward until it has completed (False).
+            The weights are the same bits either way (``learn.stream``).
 
     ``step(x, y)`` runs the forward under ``torch.no_grad()`` and updates the
-    weights in place; it returns the logits (computed before the update).
+    weights in place; it returns the logits (computed before the update). Each
+    hidden layer's update is applied when its forward ends and the output layer's
+    last; the updates are independent (each reads only its own layer's input and
+    output), so this equals updating every layer after the whole forward.
+
+    A step that raises changes nothing (no weight, bias, ``.grad``, optimizer state
+    or count): inputs and labels are checked first, and the first step for each
+    input signature (shapes, dtypes, devices) runs the whole forward and checks every
+    update before writing any (``learn.stream`` has the details and the one limit:
+    a streamed forward whose errors depend on the data's values, which
+    ``streaming=False`` covers).
+
+    Weight sharing: a layer called several times in one forward, or holding a
+    parameter another module also holds, learns the sum of its calls' updates (as
+    backprop sums their gradients), each computed from the weights the forward
+    used; its calls are kept until the forward ends.
 
     Spiking models (ALGORITHMS.md 1.5): when the trainable layers are
     ``NACASpikingLinear`` (e.g. ``models.spiking_mlp``), the hidden ones learn
@@ -69,7 +91,8 @@ class NACA:
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: Optional[torch.optim.Optimizer] = None,
                  lam: float = 0.5, theta: float = 1.2, all_steps: bool = True, skip_nonfinite: bool = False,
-                 check_labels: bool = True, membrane_chain: bool = False):
+                 check_labels: bool = True, membrane_chain: bool = False, streaming: bool = True):
+        _check_scalars("NACA", lr, lam, theta)
         self.model = model
         self.check_labels = bool(check_labels)
         self.skip_nonfinite = bool(skip_nonfinite)
@@ -80,26 +103,27 @@ class NACA:
         self.theta = float(theta)
         self.all_steps = bool(all_steps)
         self.membrane_chain = bool(membrane_chain)
+        self.streaming = bool(streaming)
         spiking = [m for m in model.modules() if isinstance(m, NACASpikingLinear)]
         if spiking:
             self._init_spiking(model, spiking)
-            return
+        else:
+            self._init_ann(model)
+        self._init_stream(model)
+        self.steps = 0
+
+    def _init_ann(self, model: nn.Module) -> None:
         if self.membrane_chain:
             raise ValueError("NACA: membrane_chain=True applies to spiking models (NACASpikingLinear layers)")
         self.spiking = False
         self.hidden = [m for m in model.modules() if isinstance(m, (NACALinear, NACAConv2d))]
+        warn_unsupported_naca_activations(self.hidden)
         outputs = [m for m in model.modules() if isinstance(m, NACAOutput)]
         if len(outputs) != 1:
             raise ValueError(f"NACA: the model needs exactly one NACAOutput layer, found {len(outputs)}")
         self.output = outputs[0]
-        for layer in self.hidden:
-            if layer.num_classes != self.output.num_classes:
-                raise ValueError(
-                    f"NACA: hidden layer {layer} has num_classes={layer.num_classes} but the output "
-                    f"layer has {self.output.num_classes}"
-                )
+        self._check_classes()
         check_only_these_train(model, self.hidden + [self.output], "NACA")
-        self.steps = 0
 
     def _init_spiking(self, model: nn.Module, layers: list) -> None:
         self.spiking = True
@@ -111,38 +135,53 @@ class NACA:
             raise ValueError("NACA: a model mixing spiking and non-spiking NACA layers is not supported")
         self.output = outputs[0]
         self.hidden = [m for m in layers if not m.is_output]
+        self._check_classes()
+        check_only_these_train(model, layers, "NACA")
+
+    def _check_classes(self) -> None:
         for layer in self.hidden:
             if layer.num_classes != self.output.num_classes:
                 raise ValueError(f"NACA: hidden layer {layer} has num_classes={layer.num_classes} but the output "
                                  f"layer has {self.output.num_classes}")
-        check_only_these_train(model, layers, "NACA")
-        self.steps = 0
 
-    def _spiking_update(self, layer, signal: Tensor, lr: float, into_grad: bool, all_steps: bool) -> None:
-        if layer.saved is None:
-            raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
-        pre, volts, spikes = layer.saved
-        w, b = targets([layer.weight, layer.bias], into_grad or None)
-        if self.membrane_chain:
-            lif = layer.lif
-            ops.naca_snn_chain_update_(w, b, pre, volts, spikes, signal, lif.decay, lif.threshold, layer.lens,
-                                       lif.reset, layer.current, lr)
-        else:
-            ops.naca_snn_update_(w, b, pre, volts, spikes, signal, layer.threshold, layer.lens, lr, all_steps)
-        layer.saved = None
+    def _init_stream(self, model: nn.Module) -> None:
+        self.layers = self.hidden + [self.output]  # the trained layers; a layer's index is its sink's
+        names = {id(m): name for name, m in model.named_modules()}
+        self._names = [names.get(id(m), type(m).__name__) or "(the model)" for m in self.layers]
+        if self.optimizer is not None:
+            held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+            missing = [f"{n}.{k}" if n else k for n, m in zip(self._names, self.layers)
+                       for k, p in m.named_parameters(recurse=False) if id(p) not in held]
+            if missing:
+                raise ValueError(
+                    f"NACA: the optimizer does not hold these parameters the learner trains: {missing} (give it "
+                    f"model.parameters(); to freeze a layer, put its parameters in a param group with lr=0)")
+        # Layers whose updates wait for the end of the forward: tied ones now, repeated calls once seen.
+        self._defer = stream.tied_layers(model, self.layers)
+        self._sinks = [self._sink(i) for i in range(len(self.layers))]
+        self._signatures: dict = {}  # validated signature -> call count of each trained layer
+        self._st: Optional[stream.StepState] = None
+
+    def _sink(self, i: int):
+        return lambda layer, saved: self._on_forward(i, layer, saved)
 
     @property
     def num_classes(self) -> int:
         return self.output.num_classes
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One NACA training step on a batch: x (B, ...), y (B,) int64 labels."""
+        """One NACA training step on a batch: x (B, ...), y (B,) int64 labels. Returns the logits."""
+        return self._step(x, y, self._check_inputs(x, y))
+
+    def _step(self, x: Tensor, y: Tensor, op_checks: bool) -> Tensor:
+        """``step`` after its input checks (``compile_step`` compiles this)."""
         guard = self.skip_nonfinite
+        st = self._prepare(x, y, self.optimizer is not None or guard, op_checks)
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=False)
         elif guard:
             nonfinite.zero_grads(nonfinite.trained_params(self))
-        logits = self.local_update(x, y, into_grad=self.optimizer is not None or guard)
+        logits = self._run(x, st)
         if guard and not nonfinite.all_finite(p.grad for p in nonfinite.trained_params(self)):
             self.skipped_steps += 1
         elif self.optimizer is not None:
@@ -155,80 +194,153 @@ class NACA:
     def local_update(self, x: Tensor, y: Tensor, into_grad: Optional[bool] = None) -> Tensor:
         """The forward and the local updates of ``step``, without zero_grad, optimizer.step or the step count.
 
-        into_grad False: weights -= lr * update, in place. True: the update (the
-        sum over the batch) is added to each parameter's ``.grad`` (created as
-        zeros when missing) and the weights are left alone. None: True when the
-        learner has an optimizer. Free of graph breaks: ``torch.compile(
-        learner.local_update, fullgraph=True)`` works (see ``learn.compile_step``).
-        Returns the logits (the spiking model's output rates).
+        x: (B, ...) a batch, y: (B,) int64 labels. into_grad False: weights -= lr * update,
+        in place. True: the update (the sum over the batch) is added to each parameter's
+        ``.grad`` (created as zeros when missing) and the weights are left alone. None:
+        True when the learner has an optimizer. Each layer's update is applied as its
+        forward ends (``learn.stream``). Free of graph breaks: ``torch.compile(
+        learner.local_update, fullgraph=True)`` works (``learn.compile_step`` adds the
+        eager validation of each new input signature, which a compiled call skips).
+        Returns the logits (B, N) (the spiking model's output rates).
         """
-        if y.dtype != torch.long or y.dim() != 1 or y.shape[0] != x.shape[0]:
-            raise ValueError(f"NACA.step: y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
-        # The labels' range is read on the host once per step, here, before anything
-        # is written; the fused ops then skip their own read (one sync per hidden
-        # layer on CUDA). Under torch.compile (no host reads) the ops check instead.
-        op_checks = self.check_labels
+        into_grad = self.optimizer is not None if into_grad is None else bool(into_grad)
+        return self._local_update(x, y, into_grad, self._check_inputs(x, y))
+
+    def _local_update(self, x: Tensor, y: Tensor, into_grad: bool, op_checks: bool) -> Tensor:
+        return self._run(x, self._prepare(x, y, into_grad, op_checks))
+
+    def _check_inputs(self, x: Tensor, y: Tensor) -> bool:
+        """Types and shapes of x and y, and (check_labels) the labels' range, before anything is written.
+        Returns whether the ops must check the labels themselves (under torch.compile: no host reads)."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"NACA.step: x must be a torch.Tensor batch (B, ...), got {type(x).__name__}")
+        if not isinstance(y, Tensor):
+            raise TypeError(f"NACA.step: y must be a torch.Tensor of int64 labels, shape (B,), got "
+                            f"{type(y).__name__} (e.g. torch.tensor(labels))")
+        if y.dtype != torch.long or y.dim() != 1:
+            raise ValueError(f"NACA.step: y must be int64 labels of shape (B,), got {y.dtype} {tuple(y.shape)}")
+        if x.dim() == 0 or x.shape[0] != y.shape[0]:
+            if x.dim() <= 1:
+                raise ValueError(f"NACA.step: x must be a batch (B, ...) of {y.shape[0]} sample(s), as y, got shape "
+                                 f"{tuple(x.shape)} (one sample: x.unsqueeze(0))")
+            raise ValueError(f"NACA.step: x and y must hold as many samples: x {tuple(x.shape)} has {x.shape[0]}, "
+                             f"y {tuple(y.shape)} has {y.shape[0]}")
+        # The labels' range is read on the host once per step, here, before anything is
+        # written; the fused ops then skip their own read (one sync per hidden layer on
+        # CUDA). Under torch.compile (no host reads) the ops check instead.
         if self.check_labels and not torch.compiler.is_compiling():
             check_label_range(y, self.num_classes, "NACA.step")
-            op_checks = False
-        into_grad = self.optimizer is not None if into_grad is None else bool(into_grad)
+            return False
+        return self.check_labels
+
+    def _signature(self, x: Tensor, y: Tensor, into_grad: bool, op_checks: bool) -> tuple:
+        scalars = (self.lr, into_grad, op_checks, self.lam, self.theta, self.all_steps, self.membrane_chain)
+        return stream.fingerprint(x, y, [m._parameters["weight"] for m in self.layers], scalars)
+
+    def _validated(self, x: Tensor, y: Tensor, into_grad: bool, op_checks: bool) -> bool:
+        """Whether a step on this input signature streams (``learn.stream``)."""
+        return self._signature(x, y, into_grad, op_checks) in self._signatures
+
+    def _prepare(self, x: Tensor, y: Tensor, into_grad: bool, op_checks: bool) -> stream.StepState:
+        """The step's state; for a new signature (or streaming=False) the whole forward, with every
+        layer's calls kept and (new signature) every update checked by a dry run: nothing written."""
         if not self.model.training:  # (a recursive train() per step costs more than the checks)
             self.model.train()
-        lr = -1.0 if into_grad else self.lr
-        with torch.no_grad(), recording(self.hidden + [self.output]):
-            logits = self.model(x)
-            if self.spiking:
-                # Unchecked labels: a sample whose label is out of range gets a zero signal in
-                # every layer (f(NL) of its zero NL row is not zero, hence the mask).
-                valid = None if self.check_labels else ((y >= 0) & (y < self.num_classes)).unsqueeze(1)
-                for layer in self.hidden:
-                    signal = ops.modulation(ops.neuromodulator(y, layer.ni, check_labels=op_checks),
-                                            self.lam, self.theta)
-                    self._spiking_update(layer, signal if valid is None else signal * valid, lr, into_grad,
-                                         self.all_steps)
-                spikes = self.output.saved[2] if self.output.saved is not None else None
-                if spikes is not None:
-                    if valid is None:
-                        spikes = spikes.mean(0) - F.one_hot(y, self.output.num_classes).to(spikes.dtype)
-                    else:  # no one_hot (a device assert on CUDA for a bad label)
-                        target = y.unsqueeze(1) == torch.arange(self.output.num_classes, device=y.device)
-                        spikes = (spikes.mean(0) - target.to(spikes.dtype)) * valid
-                self._spiking_update(self.output, spikes, lr, into_grad, True)  # every step (see the docstring)
+        valid = None
+        if self.spiking and not self.check_labels:
+            valid = ((y >= 0) & (y < self.num_classes)).unsqueeze(1)
+        n = len(self.layers)
+        st = stream.StepState(y, -1.0 if into_grad else self.lr, into_grad, op_checks, valid, self._defer)
+        if torch.compiler.is_compiling():  # compile_step validated the signature eagerly
+            if not self.streaming:
+                st.keep = (True,) * n
+            return st
+        key = self._signature(x, y, into_grad, op_checks)
+        counts = self._signatures.get(key)
+        if counts is not None:
+            if self.streaming:
+                st.keep = tuple(d or c > 1 for d, c in zip(self._defer, counts))
+                return st
+        st.keep = (True,) * n
+        st.logits = self._forward(x, st)
+        self._check_calls(st)
+        if counts is None:
+            self._dry_run(st)
+            if len(self._signatures) >= 64:  # (shapes that keep changing: forget the oldest)
+                self._signatures.pop(next(iter(self._signatures)))
+            self._signatures[key] = tuple(st.counts)
+            self._defer = tuple(d or c > 1 for d, c in zip(self._defer, st.counts))
+        return st
+
+    def _forward(self, x: Tensor, st: stream.StepState) -> Tensor:
+        self._st = st
+        try:
+            with torch.no_grad(), recording(self.layers, sinks=self._sinks):
+                return self.model(x)
+        finally:
+            self._st = None
+
+    def _on_forward(self, i: int, layer: nn.Module, saved: tuple) -> None:
+        """Layer i's sink: keep its call, or apply its update now (its forward output exists)."""
+        st = self._st
+        st.counts[i] += 1
+        if st.keep[i]:
+            st.kept.append((i, saved))
+            return
+        if st.counts[i] > 1 and not torch.compiler.is_compiling():  # (_run notes what was written)
+            raise RuntimeError(f"NACA: layer '{self._names[i]}' ran twice in this forward but once in the first "
+                               f"step with this input signature")
+        stream.write_update(self, layer, saved, st)
+        st.written.append(i)
+
+    def _run(self, x: Tensor, st: stream.StepState) -> Tensor:
+        """Run the forward (unless ``_prepare`` did), streaming the updates, then apply the kept calls."""
+        logits = st.logits
+        if logits is None:
+            if torch.compiler.is_compiling():
+                logits = self._forward(x, st)
             else:
-                # The hidden layers from the last to the first, then the output layer: the
-                # updates are independent (each reads only its own saved forward tensors);
-                # in this order each layer's input, kept by the layer above, is freed before
-                # the larger, earlier layers' deltas are allocated (lower peak memory). The
-                # labels were validated above (or, under torch.compile, by every op).
-                for layer in reversed(self.hidden):
-                    self._hidden_update(layer, y, lr, into_grad, op_checks)
-                self._output_update(y, lr, into_grad, op_checks)
+                try:
+                    logits = self._forward(x, st)
+                except Exception as e:
+                    if st.written and hasattr(e, "add_note"):
+                        e.add_note(self._partial(st, "NACA: the error came during a streamed step"))
+                    raise
+                self._check_calls(st)
+        for i, saved in st.kept:
+            stream.write_update(self, self.layers[i], saved, st)
         return logits
 
-    def _hidden_update(self, layer, y: Tensor, lr: float, into_grad: bool, check_labels: bool) -> None:
-        if layer.saved is None:
-            raise RuntimeError(f"NACA: layer {layer} was not used in the model's forward")
-        pre, h = layer.saved  # the layer keeps its output h = act(z); act' is taken from h
-        w, b = targets([layer.weight, layer.bias], into_grad or None)
-        if isinstance(layer, NACAConv2d):
-            ops.naca_conv_update_(w, b, pre, h, y, layer.ni, layer.stride, layer.padding, layer.dilation,
-                                  layer.groups, layer.activation, lr, self.lam, self.theta, from_output=True,
-                                  check_labels=check_labels)
-        else:
-            ops.naca_hidden_update_(w, b, pre, h, y, layer.ni, layer.activation, lr, self.lam, self.theta,
-                                    from_output=True, check_labels=check_labels)
-        layer.saved = None
+    def _check_calls(self, st: stream.StepState) -> None:
+        """Every trained layer ran (those that streamed ran once: ``_on_forward`` checks it)."""
+        for i, c in enumerate(st.counts):
+            if c == 0:
+                raise RuntimeError(self._partial(st, f"NACA: layer '{self._names[i]}' ({self.layers[i]}) was not "
+                                                     f"used in the model's forward"))
 
-    def _output_update(self, y: Tensor, lr: float, into_grad: bool, check_labels: bool) -> None:
-        out = self.output
-        if out.saved is None:
-            raise RuntimeError("NACA: the output layer was not used in the model's forward")
-        h, z = out.saved
-        w, b = targets([out.weight, out.bias], into_grad or None)
-        # e = sigmoid(z) - onehot(y), times sigmoid'(z) or not, in one kernel; the labels were
-        # checked already (or the learner runs unchecked: bad samples then learn nothing).
-        ops.naca_output_update_(w, b, h, z, y, lr, out.sigmoid_grad, check_labels=check_labels)
-        out.saved = None
+    def _dry_run(self, st: stream.StepState) -> None:
+        """Every kept update into scratch tensors: the ops check all their arguments, nothing is written
+        (not even ``.grad``, which ``step`` zeroes after this). Hidden from torch dispatch modes: a
+        ``FlopCounterMode`` around the step counts the step's own arithmetic, not its validation."""
+        with _disable_current_modes():
+            self._dry_run_updates(st)
+
+    def _dry_run_updates(self, st: stream.StepState) -> None:
+        for i, saved in st.kept:
+            try:
+                stream.write_update(self, self.layers[i], saved, st, dry=True)
+            except Exception as e:
+                if hasattr(e, "add_note"):
+                    e.add_note(f"NACA: in the update of layer '{self._names[i]}'; nothing was written")
+                raise
+
+    def _partial(self, st: stream.StepState, message: str) -> str:
+        if not st.written:
+            return message + "; nothing was written"
+        done = sorted({self._names[i] for i in st.written})
+        return (f"{message}; the layers {done} were already updated by this step (a forward whose layer calls "
+                f"or errors depend on the data: NACA(..., streaming=False) keeps each step's whole forward "
+                f"before writing)")
 
     def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters, step count and the optimizer's state (the model saves itself)."""
@@ -241,14 +353,39 @@ class NACA:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.lr, self.lam, self.theta = float(state["lr"]), float(state["lam"]), float(state["theta"])
+        """Restore ``state_dict()``'s values; the saved lr, lam and theta win over the constructor's
+        (a warning names those that differ). Checked before anything changes."""
+        lr, lam, theta = float(state["lr"]), float(state["lam"]), float(state["theta"])
+        _check_scalars("NACA.load_state_dict", lr, lam, theta)
+        if (state.get("optimizer") is None) != (self.optimizer is None):
+            raise ValueError("NACA.load_state_dict: optimizer state given without an optimizer, or vice versa")
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        changed = [f"{k} {old!r} -> {new!r}" for k, old, new in
+                   (("lr", self.lr, lr), ("lam", self.lam, lam), ("theta", self.theta, theta))
+                   if old != new and (k != "lr" or self.optimizer is None)]  # (with an optimizer lr is unused)
+        if changed:
+            warnings.warn(f"NACA.load_state_dict: the saved values replace the learner's: {', '.join(changed)}",
+                          stacklevel=2)
+        self.lr, self.lam, self.theta = lr, lam, theta
         self.steps = int(state["steps"])
         self.all_steps = bool(state.get("all_steps", self.all_steps))
         self.membrane_chain = bool(state.get("membrane_chain", self.membrane_chain))
         self.skip_nonfinite = bool(state.get("skip_nonfinite", self.skip_nonfinite))
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.check_labels = bool(state.get("check_labels", self.check_labels))
-        if (state.get("optimizer") is None) != (self.optimizer is None):
-            raise ValueError("NACA.load_state_dict: optimizer state given without an optimizer, or vice versa")
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _check_scalars(who: str, lr: float, lam: float, theta: float) -> None:
+    """ValueError naming the first bad one: lr finite and >= 0 (as torch.optim), lam finite and > 0
+    (the modulation curve's width), theta finite."""
+    for name, v, ok, want in (("lr", lr, lambda v: v >= 0, ">= 0"), ("lam", lam, lambda v: v > 0, "> 0"),
+                              ("theta", theta, lambda v: True, "")):
+        try:
+            if isinstance(v, (str, bytes)):  # (float() would parse them)
+                raise TypeError
+            f = float(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"{who}: {name} must be a number, got {type(v).__name__}") from None
+        if not math.isfinite(f) or not ok(f):
+            raise ValueError(f"{who}: {name} must be a finite number{' ' + want if want else ''}, got {v!r}")

@@ -15,9 +15,10 @@ from torch import Tensor
 
 
 def trained_params(learner) -> list[Tensor]:
-    """The parameters the learner's local rules update (weight and bias of each trained layer)."""
+    """The parameters the learner's local rules update (weight and bias of each trained layer), each
+    once (a parameter tied between layers would otherwise be zeroed, reduced and stepped twice)."""
     layers = list(learner.hidden) + [learner.output]
-    return [p for m in layers for p in (m.weight, m.bias) if p is not None]
+    return list({id(p): p for m in layers for p in (m.weight, m.bias) if p is not None}.values())
 
 
 def zero_grads(params: Iterable[Tensor]) -> None:

@@ -121,7 +121,7 @@ def warn_unsupported_naca_activations(layers) -> None:
             f"NACA: the hidden rule has no fixed point for unbounded activations, whose activity grows "
             f"without limit until the output layer saturates and stops learning (near chance on the digits "
             f"with in-place SGD at every lr tried): {', '.join(bad)}. Use one of {NACA_ACTIVATIONS}; see "
-            f"docs/activations.md", UserWarning, stacklevel=3)
+            f"docs/activations.md", UserWarning, stacklevel=4)  # the NACA(...) call
 
 
 def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
@@ -132,12 +132,19 @@ def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
 
 
 class Recording:
-    """Mixin of the trained layers: ``record`` (set by the learners) and ``saved``
-    (what the forward kept) are plain attributes, set without ``nn.Module.__setattr__``'s
-    parameter/buffer/module bookkeeping, which costs more than the rest of a small
-    step's Python (they are set a few times per layer per step)."""
+    """Mixin of the trained layers: ``record`` (set by the learners), ``saved``
+    (what the forward kept) and ``sink`` are plain attributes, set without
+    ``nn.Module.__setattr__``'s parameter/buffer/module bookkeeping, which costs more
+    than the rest of a small step's Python (they are set a few times per layer per step).
 
-    _PLAIN = frozenset(("record", "saved"))
+    ``sink``: None (the class default), or a callable ``sink(layer, saved)`` that a
+    learner sets while it records: the forward then hands what it would keep to the
+    sink instead of storing it in ``saved`` (the NACA learner updates the layer right
+    there and keeps nothing; see ``learn.naca``).
+    """
+
+    _PLAIN = frozenset(("record", "saved", "sink"))
+    sink = None
 
     def __setattr__(self, name, value):
         if name in Recording._PLAIN:
@@ -146,8 +153,18 @@ class Recording:
             super().__setattr__(name, value)
 
 
+def keep(layer, saved: tuple) -> None:
+    """Hand what the forward recorded to the layer's sink, or store it in ``layer.saved``."""
+    sink = layer.sink
+    if sink is None:
+        layer.saved = saved
+    else:
+        sink(layer, saved)
+
+
 def activate_and_record(layer, x: Tensor, z: Tensor) -> Tensor:
-    """h = act(z); when the layer records for a learner, keep (x, h) in ``layer.saved``.
+    """h = act(z); when the layer records for a learner, keep (x, h) (``keep``: in
+    ``layer.saved``, or handed to ``layer.sink``). x: (B, ...) input, z: pre-activation.
 
     The NACA learner takes act' from h (the update ops' ``from_output=True``), so z
     is not kept; without autograd (the learners' forward) h overwrites z in place.
@@ -156,13 +173,13 @@ def activate_and_record(layer, x: Tensor, z: Tensor) -> Tensor:
     if not layer.record:
         return layer._act(z)
     if layer.record == "preact":  # the learner asked for z (SBP)
-        layer.saved = (x.detach(), z.detach())
+        keep(layer, (x.detach(), z.detach()))
         return layer._act(z)
     if torch.is_grad_enabled() and (z.requires_grad or x.requires_grad):
         h = layer._act(z)
     else:
         h = ACTIVATIONS_INPLACE[layer.activation](z)
-    layer.saved = (x.detach(), h.detach())
+    keep(layer, (x.detach(), h.detach()))
     return h
 
 

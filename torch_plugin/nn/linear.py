@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, make_ni
+from ._common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, keep, make_ni
 
 
 class NACALinear(Recording, nn.Linear):
@@ -84,7 +84,7 @@ class NACAOutput(Recording, nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         z = F.linear(x, self.weight, self.bias)
         if self.record:
-            self.saved = (x.detach(), z.detach())
+            keep(self, (x.detach(), z.detach()))
         return z
 
     def extra_repr(self) -> str:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from ._common import Recording, check_choice, check_int, check_layer_args, check_real, check_seed, make_ni
+from ._common import Recording, check_choice, check_int, check_layer_args, check_real, check_seed, keep, make_ni
 
 __all__ = [
     "LIF", "NACASpikingLinear", "BernoulliEncoder", "SpikeRate", "STPSynapse",
@@ -159,8 +159,9 @@ class NACASpikingLinear(Recording, nn.Linear):
         if self.current == "sigmoid":
             current = torch.sigmoid(current)
         spikes, volts = self.lif.run(current)
+        del current  # (T, B, H): not needed once the voltages exist; a learner's update may run below
         if self.record:
-            self.saved = (x.detach(), volts.detach(), spikes.detach())
+            keep(self, (x.detach(), volts.detach(), spikes.detach()))
         return spikes
 
     def extra_repr(self) -> str:
