@@ -3,6 +3,8 @@ weights equal one process training the whole model on the microbatches in order 
 microbatch, written independently here), and a rank that raises, hangs or dies makes every rank raise
 within a bounded time with its stage unchanged."""
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -398,3 +400,26 @@ def test_a_layer_failing_mid_step_is_undone_unless_atomic_is_false(one_rank, ato
         pl.step(x1, y1)
     after = snapshot(pl.learner)
     assert all(same(before[k], after[k]) for k in before) == atomic
+
+
+def test_the_torchrun_example_trains_and_saves_the_whole_model(tmp_path):
+    """examples/pipeline_mlp.py under torchrun (2 ranks): the state_dict rank 0 saves is the trained whole
+    model, whose accuracy on the test set is the one the last stage printed."""
+    from torch_plugin import data, metrics
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    path = tmp_path / "model.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           os.path.join(root, "examples", "pipeline_mlp.py"), "--hidden", "128,64", "--epochs", "2", "--threads", "1",
+           "--timeout", "60", "--save", str(path)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 stages (children per stage [2, 2]) x 1 replicas" in out.stdout
+    printed = float(out.stdout.split("epoch 2:")[1].split("test accuracy ")[1].split(",")[0])
+    model = models.mlp(64, [128, 64], 10)
+    model.load_state_dict(torch.load(path))
+    ds = data.load_dataset("digits")
+    with torch.no_grad():
+        predicted = torch.cat([model.eval()(x).argmax(1) for x in ds.x_test.split(64)])
+    assert round(metrics.accuracy(predicted, ds.y_test), 4) == printed > 0.6
