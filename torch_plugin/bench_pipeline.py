@@ -15,7 +15,7 @@ weight gradients; the last stage's from cross-entropy) and SGD step; and its mem
 saves for the backward (``saved_tensors_hooks``, parameters excluded) and the peak bytes of NACA's step
 (the profiler's allocator events). Each time is the fastest of 2 x repeats samples (as
 ``bench.Timer.best``: on a shared machine a median measured in a busy moment says more about the other
-load than about the code). The schedules (``distributed.schedules``) then give the time per batch of B
+load than about the code), the samples of all stages at one microbatch size taken in turn. The schedules (``distributed.schedules``) then give the time per batch of B
 samples cut into M microbatches and each stage's peak count of stashed microbatches; one process runs
 the same stages one after the other (M times the sum of the stage times; the whole model measured on
 its own checks that sum).
@@ -75,38 +75,49 @@ def _stage(kinds: tuple, g: dict) -> nn.Sequential:
                            for k in kinds))
 
 
-def stage_costs(timer: Timer, kinds: tuple, g: dict, b: int) -> dict:
-    """One stage at microbatch b: NACA step, BP forward / backward / SGD step (seconds), the bytes autograd
-    saves for the backward and the peak bytes of NACA's step."""
-    torch.manual_seed(0)
-    fan_in = g["in"] if kinds[0] == "first" else g["width"]
-    last = kinds[-1] == "output"
-    y, a = torch.randint(0, CLASSES, (b,)), torch.rand(b, fan_in)
-    learner = NACA(_stage(kinds, g), lr=1e-5, hidden_only=not last)
-    learner.step(a, y)  # the first step of a signature validates (whole forward kept)
-    naca = timer.best(lambda: learner.step(a, y))
-    naca_peak = cpu_peak_bytes(lambda: learner.step(a, y))
-    stage = _stage(kinds, g)
-    xin = a.clone().requires_grad_(kinds[0] != "first")  # the first stage needs no input gradient
-    grad = torch.randn(b, g["width"])
+class _Stage:
+    """One stage at microbatch b, ready to time: its NACA step, BP forward, forward + backward and SGD step
+    (one module serves both: NACA's lr is tiny), the bytes autograd saves and the peak bytes of NACA's step."""
 
-    def forward():
-        out = stage(xin)
-        return F.cross_entropy(out, y) if last else out
+    def __init__(self, kinds: tuple, g: dict, b: int):
+        torch.manual_seed(0)
+        fan_in = g["in"] if kinds[0] == "first" else g["width"]
+        self.last = kinds[-1] == "output"
+        self.y, a = torch.randint(0, CLASSES, (b,)), torch.rand(b, fan_in)
+        self.module = _stage(kinds, g)
+        learner = NACA(self.module, lr=1e-7, hidden_only=not self.last)
+        learner.step(a, self.y)  # the first step of a signature validates (whole forward kept)
+        self.naca = lambda: learner.step(a, self.y)
+        self.naca_peak = cpu_peak_bytes(self.naca)
+        self.xin = a.clone().requires_grad_(kinds[0] != "first")  # the first stage needs no input gradient
+        self.grad = torch.randn(b, g["width"])
+        self.params = list(self.module.parameters())
+        self.forward_backward()  # (creates .grad)
+        self.bp_saved = saved_bytes(self.forward)
 
-    def forward_backward():
-        out = forward()
-        out.backward(None if last else grad)
+    def forward(self):
+        out = self.module(self.xin)
+        return F.cross_entropy(out, self.y) if self.last else out
 
-    fwd, fwd_bwd = best(timer, [forward, forward_backward])
-    params = list(stage.parameters())
+    def forward_backward(self):
+        self.forward().backward(None if self.last else self.grad)
 
-    def sgd():
+    def sgd(self):
         with torch.no_grad():
-            for p in params:
-                p.sub_(p.grad, alpha=1e-5)
-    return {"naca": naca, "bp_forward": fwd, "bp_backward": max(fwd_bwd - fwd, 0.0), "bp_update": timer.best(sgd),
-            "bp_saved": saved_bytes(forward), "naca_peak": naca_peak}
+            for p in self.params:
+                p.sub_(p.grad, alpha=1e-7)
+
+
+def stage_costs(timer: Timer, compositions: list, g: dict, b: int) -> dict:
+    """{kinds: costs} of the stages at microbatch b, each kind of figure sampled in turn across the stages
+    (a busy moment of the machine hits them alike): seconds and bytes."""
+    stages = [_Stage(kinds, g, b) for kinds in compositions]
+    naca = best(timer, [s.naca for s in stages])
+    bp = best(timer, [f for s in stages for f in (s.forward, s.forward_backward)])
+    sgd = best(timer, [s.sgd for s in stages])
+    return {kinds: {"naca": naca[i], "bp_forward": bp[2 * i], "bp_backward": max(bp[2 * i + 1] - bp[2 * i], 0.0),
+                    "bp_update": sgd[i], "bp_saved": s.bp_saved, "naca_peak": s.naca_peak}
+            for i, (kinds, s) in enumerate(zip(compositions, stages))}
 
 
 def stage_layers(depth: int, stages: int, g: dict) -> list[tuple]:
@@ -127,9 +138,9 @@ def configs(g: dict) -> list:
 
 def measure_stages(timer: Timer, g: dict) -> dict:
     """{(kinds, b): costs} for every stage of every simulated pipeline."""
-    wanted = sorted({(kinds, g["batch"] // m) for _, _, stages in configs(g) for kinds in stages for m in
-                     g["microbatches"]}, key=lambda kb: (kb[1], len(kb[0]), kb[0]))
-    return {(kinds, b): stage_costs(timer, kinds, g, b) for kinds, b in wanted}
+    compositions = sorted({kinds for _, _, stages in configs(g) for kinds in stages}, key=lambda k: (len(k), k))
+    return {(kinds, b): c for b in sorted({g["batch"] // m for m in g["microbatches"]})
+            for kinds, c in stage_costs(timer, compositions, g, b).items()}
 
 
 def simulate(costs: dict, g: dict) -> list[dict]:
