@@ -117,6 +117,15 @@ def grid_worker(rank, world, out):
     torch.save(pl.module.state_dict(), os.path.join(out, f"stage{rank}.pt"))
     if rank == 0:
         torch.save((init, final), os.path.join(out, "grid.pt"))
+    # replica 1's stage 0 raises: its replica peer hears it through the all-reduce, its next stage through
+    # the FAILED headers, the other last stage through the all-reduce again
+    model = trapped()
+    pl = PipelineLearner(model, lr=LR, optimizer=adam, microbatches=2, split=(4, 2), data_parallel=2, timeout=60)
+    x, y = batches("mlp", n=1)[0]
+    pl.step(x[:4], y[:4])
+    if rank == 1:
+        model[3].arm("raise", at=1)
+    torch.save(failing_step(pl, x[:4], y[:4]), os.path.join(out, f"grid-failure{rank}.pt"))
 
 
 def test_data_parallel_times_pipeline_equals_one_process_on_the_concatenated_microbatches(tmp_path):
@@ -135,6 +144,13 @@ def test_data_parallel_times_pipeline_equals_one_process_on_the_concatenated_mic
     for key, value in model.state_dict().items():  # (sums of two partial sums: not bit for bit)
         torch.testing.assert_close(final[key], value, rtol=1e-10, atol=1e-12, msg=key)
     assert not torch.equal(init["1.weight"], final["1.weight"])
+    for rank in range(4):
+        kind, message, seconds, unchanged = torch.load(tmp_path / f"grid-failure{rank}.pt")
+        assert unchanged and seconds < 30, (rank, seconds)
+        if rank == 1:
+            assert kind == "ValueError" and "every rank stopped" in message
+        else:
+            assert kind == "PipelineError" and "rank 1 (stage 0, replica 1) at microbatch 1 raised" in message
 
 
 class Trap(nn.Module):

@@ -38,7 +38,6 @@ their stages are restored, the lost rank's state is gone (restart from a checkpo
 """
 from __future__ import annotations
 
-import copy
 import math
 from datetime import timedelta
 from typing import Callable, Optional, Sequence
@@ -51,68 +50,13 @@ from ..learn import NACA
 from ..learn.common import check_label_range
 from ..learn.nonfinite import zero_grads
 from .data_parallel import DistributedLearner
+from .outcome import DONE, LOST, RAISED, STOPPED, Outcome, PipelineError, Snapshot
 from .p2p import FAILED, OK, Link, check_sendable
 from .partition import balanced_split, check_split, describe, stage_module
 
 __all__ = ["PipelineLearner", "PipelineError"]
 
 NACA_OPTIONS = ("lam", "theta", "all_steps", "skip_nonfinite", "check_labels", "membrane_chain", "streaming")
-# A rank's outcome in the step's final all-reduce
-DONE, RAISED, STOPPED, LOST = 0, 1, 2, 3
-
-
-class PipelineError(RuntimeError):
-    """A pipeline step stopped because of another rank (or a lost connection); this rank's stage
-    was restored. ``codes``: each rank's (outcome, microbatch), None when they are not known."""
-
-    def __init__(self, message: str, codes: Optional[list] = None):
-        super().__init__(message)
-        self.codes = codes
-
-
-class _Outcome:
-    """What happened on this rank during one step: the first event's code, microbatch and error;
-    ``lost``: a call to another rank failed (no more are made); ``peers_told``: the data-parallel
-    replicas have seen a failure flag (they all stop reducing at the same microbatch)."""
-
-    def __init__(self):
-        self.code, self.microbatch, self.error = DONE, 0, None
-        self.lost, self.peers_told = None, False
-
-    @property
-    def ok(self) -> bool:
-        return self.code == DONE
-
-    def set(self, code: int, k: int, error: Optional[BaseException] = None) -> None:
-        if code == LOST and self.lost is None:
-            self.lost = error
-        if self.code == DONE:
-            self.code, self.microbatch, self.error = code, k, error
-
-
-class _Snapshot:
-    """A stage's parameters, buffers, ``.grad``, optimizer state and counts, to restore after a failed step."""
-
-    def __init__(self, learner: NACA):
-        self.learner, m, opt = learner, learner.model, learner.optimizer
-        self.tensors = [(t, t.detach().clone()) for t in m.state_dict(keep_vars=True).values()
-                        if isinstance(t, Tensor)]
-        self.grads = [(p, None if p.grad is None else p.grad.clone()) for p in m.parameters()]
-        self.opt = None if opt is None else {
-            p: {k: v.clone() if isinstance(v, Tensor) else copy.deepcopy(v) for k, v in s.items()}
-            for p, s in opt.state.items()}
-        self.counts = (learner.steps, learner.skipped_steps)
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for t, v in self.tensors:
-                t.copy_(v)
-        for p, g in self.grads:
-            p.grad = g
-        if self.opt is not None:
-            self.learner.optimizer.state.clear()
-            self.learner.optimizer.state.update(self.opt)
-        self.learner.steps, self.learner.skipped_steps = self.counts
 
 
 class PipelineLearner:
@@ -239,15 +183,15 @@ class PipelineLearner:
         return self._pipeline(x, None, learn=False)
 
     def _pipeline(self, x, y, learn: bool):
-        run = _Outcome()
+        run = Outcome()
         xs = ys = None
         try:
             ys = self._split_labels(y) if learn else None
             if self.stage == 0:
                 xs = self._split_input(x, y)
-        except Exception as e:  # noqa: BLE001 (the step goes on without computing: see _Outcome)
+        except Exception as e:  # noqa: BLE001 (the step goes on without computing: see Outcome)
             run.set(RAISED, 0, e)
-        snapshot = _Snapshot(self.learner) if learn and self.atomic else None
+        snapshot = Snapshot(self.learner) if learn and self.atomic else None
         training = self.module.training
         if not learn:
             self.module.eval()
@@ -287,7 +231,7 @@ class PipelineLearner:
                              f"microbatches={self.microbatches}")
         return x.tensor_split(self.microbatches)
 
-    def _schedule(self, xs, ys, learn: bool, run: _Outcome) -> list:
+    def _schedule(self, xs, ys, learn: bool, run: Outcome) -> list:
         """The microbatch loop: receive, compute (and learn), send; on failure keep every message matched."""
         outs, sending, posted = [], [], None
         if self.prev is not None:
@@ -351,7 +295,7 @@ class PipelineLearner:
         zero_grads(self.dp.params)
         return self.learner.local_update(a, yk, into_grad=True)
 
-    def _all_reduce(self, run: _Outcome, k: int) -> None:
+    def _all_reduce(self, run: Outcome, k: int) -> None:
         """Data parallel: sum microbatch k's update over the stage's replicas with a failure flag, apply it
         if no replica failed. Once the flag is seen, the replicas (all at once) stop reducing."""
         if run.lost is not None or run.peers_told:
@@ -360,15 +304,19 @@ class PipelineLearner:
         flag = torch.tensor([0.0 if run.ok else 1.0], dtype=dtype, device=self.device)
         try:
             self.dp.all_reduce_updates(extra=[flag])
-            if flag.item() > 0:
-                run.peers_told = True
-                run.set(STOPPED, k)
-                return
-            self.dp.apply_updates()
         except Exception as e:  # noqa: BLE001
             run.set(LOST, k, e)
+            return
+        if flag.item() > 0:
+            run.peers_told = True
+            run.set(STOPPED, k)
+            return
+        try:
+            self.dp.apply_updates()
+        except Exception as e:  # noqa: BLE001 (the optimizer's step: this rank's own error)
+            run.set(RAISED, k, e)
 
-    def _commit(self, run: _Outcome) -> Optional[list]:
+    def _commit(self, run: Outcome) -> Optional[list]:
         """Every rank's (outcome, microbatch), from one all-reduce; None when it could not complete."""
         codes = torch.zeros(self.world, 2, dtype=torch.int64, device=self.device)
         codes[self.rank] = torch.tensor([run.code, run.microbatch])
@@ -382,7 +330,7 @@ class PipelineLearner:
     def _where(self, r: int) -> str:
         return f"rank {r} (stage {r // self.data_parallel}, replica {r % self.data_parallel})"
 
-    def _error(self, run: _Outcome, codes: Optional[list], learn: bool) -> BaseException:
+    def _error(self, run: Outcome, codes: Optional[list], learn: bool) -> BaseException:
         what = "step" if learn else "predict"
         unchanged = "this rank's stage was restored" if learn and self.atomic else "this rank's stage is as it stopped"
         raised = [r for r, (c, _) in enumerate(codes or []) if c == RAISED]
