@@ -1,12 +1,11 @@
 """Data-parallel NACA and SBP on 2 gloo processes (CPU) equal 1 process on the concatenated batch."""
 import os
-import tempfile
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from dist_ranks import spawn
 from torch_plugin import learn, models
 from torch_plugin.distributed import DistributedLearner, buckets
 
@@ -52,33 +51,24 @@ def make_learner(model, optimizer, kind="mlp"):
     return learn.NACA(model, lr=0.05, optimizer=opt)
 
 
-def worker(rank, world, store_path, kind, optimizer, cap_mb, out_dir, lose_state=False):
-    store = dist.FileStore(store_path, world)
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
-    try:
-        model = build(kind, seed=rank)
-        dl = DistributedLearner(make_learner(model, optimizer, kind), bucket_cap_mb=cap_mb)
-        if rank == 0:
-            torch.save(model.state_dict(), os.path.join(out_dir, "init.pt"))
-        for i, (x, y) in enumerate(data(kind)):
-            if lose_state and i == 1:
-                if rank == 1:  # a rank restarted from scratch: new weights, a fresh optimizer, step 0
-                    fresh = make_learner(build(kind, seed=7), optimizer, kind)
-                    model.load_state_dict(fresh.model.state_dict())
-                    dl.learner.optimizer = None if optimizer is None else torch.optim.Adam(
-                        dl.params, lr=1e-2)
-                    dl.learner.steps = 0
-                dl.broadcast_state()  # rank 0's weights, Adam moments and step count
-            s = split(i, rank)
-            dl.step(x[s], y[s])
-        torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
-        torch.save(dl.learner.state_dict(), os.path.join(out_dir, f"learner{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-    # Leave without the interpreter's teardown: there, about one worker in 30 (torch 2.14.1,
-    # gloo; the builds of this and the previous commit alike) aborted with "terminate called
-    # without an active exception" and no Python frame, after the results above were written.
-    os._exit(0)
+def worker(rank, world, kind, optimizer, cap_mb, out_dir, lose_state=False):
+    model = build(kind, seed=rank)
+    dl = DistributedLearner(make_learner(model, optimizer, kind), bucket_cap_mb=cap_mb)
+    if rank == 0:
+        torch.save(model.state_dict(), os.path.join(out_dir, "init.pt"))
+    for i, (x, y) in enumerate(data(kind)):
+        if lose_state and i == 1:
+            if rank == 1:  # a rank restarted from scratch: new weights, a fresh optimizer, step 0
+                fresh = make_learner(build(kind, seed=7), optimizer, kind)
+                model.load_state_dict(fresh.model.state_dict())
+                dl.learner.optimizer = None if optimizer is None else torch.optim.Adam(
+                    dl.params, lr=1e-2)
+                dl.learner.steps = 0
+            dl.broadcast_state()  # rank 0's weights, Adam moments and step count
+        s = split(i, rank)
+        dl.step(x[s], y[s])
+    torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(dl.learner.state_dict(), os.path.join(out_dir, f"learner{rank}.pt"))
 
 
 @pytest.mark.parametrize("kind,optimizer,cap_mb,lose_state", [
@@ -92,11 +82,7 @@ def worker(rank, world, store_path, kind, optimizer, cap_mb, out_dir, lose_state
     ("sbp-relax", None, 0.0005, False),
 ])
 def test_two_ranks_equal_one_rank_on_concatenated_batch(kind, optimizer, cap_mb, lose_state, tmp_path):
-    fd, store_path = tempfile.mkstemp(dir=tmp_path)
-    os.close(fd)
-    os.unlink(store_path)
-    mp.spawn(worker, args=(2, store_path, kind, optimizer, cap_mb, str(tmp_path), lose_state), nprocs=2,
-             join=True)
+    spawn(worker, 2, tmp_path, kind, optimizer, cap_mb, str(tmp_path), lose_state)
 
     init = torch.load(tmp_path / "init.pt")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
@@ -117,31 +103,22 @@ def test_two_ranks_equal_one_rank_on_concatenated_batch(kind, optimizer, cap_mb,
     assert learners[0]["steps"] == learners[1]["steps"] == learner.steps == STEPS
 
 
-def snn_worker(rank, world, store_path, out_dir):
-    store = dist.FileStore(store_path, world)
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
-    try:
-        torch.manual_seed(rank)
-        model = models.spiking_mlp(10, [12], CLASSES, T=4, seed=3).double()
-        dl = DistributedLearner(learn.NACA(model, lr=0.05))
-        x = torch.rand(6, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-        torch.save(model[0](x), os.path.join(out_dir, f"spikes{rank}.pt"))  # same input on both ranks
-        for i, (xb, yb) in enumerate(data("mlp")):
-            s = split(i, rank)
-            dl.step(xb[s].abs().clamp(0, 1), yb[s])
-        torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-    os._exit(0)  # see worker
+def snn_worker(rank, world, out_dir):
+    torch.manual_seed(rank)
+    model = models.spiking_mlp(10, [12], CLASSES, T=4, seed=3).double()
+    dl = DistributedLearner(learn.NACA(model, lr=0.05))
+    x = torch.rand(6, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    torch.save(model[0](x), os.path.join(out_dir, f"spikes{rank}.pt"))  # same input on both ranks
+    for i, (xb, yb) in enumerate(data("mlp")):
+        s = split(i, rank)
+        dl.step(xb[s].abs().clamp(0, 1), yb[s])
+    torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def test_spiking_ranks_draw_their_own_spikes(tmp_path):
     """A seeded encoder is re-seeded per rank: the same input gives different spike trains on the two
     ranks (not the same noise on every shard), while the replicas stay identical."""
-    fd, store_path = tempfile.mkstemp(dir=tmp_path)
-    os.close(fd)
-    os.unlink(store_path)
-    mp.spawn(snn_worker, args=(2, store_path, str(tmp_path)), nprocs=2, join=True)
+    spawn(snn_worker, 2, tmp_path, str(tmp_path))
     spikes = [torch.load(tmp_path / f"spikes{r}.pt") for r in range(2)]
     x = torch.rand(6, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     assert torch.equal(spikes[0], models.spiking_mlp(10, [12], CLASSES, T=4, seed=3).double()[0](x))  # rank 0: seed 3

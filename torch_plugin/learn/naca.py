@@ -36,6 +36,9 @@ class NACA:
             nothing (True, default; the step's memory does not grow with depth), or
             every step keeps its whole forward until it has completed (False).
             The weights are the same bits either way (``learn.stream``).
+        hidden_only: the model holds hidden layers and no output layer (a stage of a
+            pipeline before the last, ``distributed.PipelineLearner``): ``step``
+            trains them on the labels and returns the model's output activations.
 
     ``step(x, y)`` runs the forward under ``torch.no_grad()`` and updates the
     weights in place; it returns the logits (computed before the update). Each
@@ -91,7 +94,8 @@ class NACA:
 
     def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: Optional[torch.optim.Optimizer] = None,
                  lam: float = 0.5, theta: float = 1.2, all_steps: bool = True, skip_nonfinite: bool = False,
-                 check_labels: bool = True, membrane_chain: bool = False, streaming: bool = True):
+                 check_labels: bool = True, membrane_chain: bool = False, streaming: bool = True,
+                 hidden_only: bool = False):
         _check_scalars("NACA", lr, lam, theta)
         self.model = model
         self.check_labels = bool(check_labels)
@@ -104,6 +108,7 @@ class NACA:
         self.all_steps = bool(all_steps)
         self.membrane_chain = bool(membrane_chain)
         self.streaming = bool(streaming)
+        self.hidden_only = bool(hidden_only)
         spiking = [m for m in model.modules() if isinstance(m, NACASpikingLinear)]
         if spiking:
             self._init_spiking(model, spiking)
@@ -119,33 +124,45 @@ class NACA:
         self.hidden = [m for m in model.modules() if isinstance(m, (NACALinear, NACAConv2d))]
         warn_unsupported_naca_activations(self.hidden)
         outputs = [m for m in model.modules() if isinstance(m, NACAOutput)]
-        if len(outputs) != 1:
-            raise ValueError(f"NACA: the model needs exactly one NACAOutput layer, found {len(outputs)}")
-        self.output = outputs[0]
+        self.output = self._the_output(outputs, "the model needs exactly one NACAOutput layer")
         self._check_classes()
-        check_only_these_train(model, self.hidden + [self.output], "NACA")
+        check_only_these_train(model, self._trained_layers(), "NACA")
 
     def _init_spiking(self, model: nn.Module, layers: list) -> None:
         self.spiking = True
         outputs = [m for m in layers if m.is_output]
-        if len(outputs) != 1:
-            raise ValueError(f"NACA: a spiking model needs exactly one NACASpikingLinear with is_output=True, "
-                             f"found {len(outputs)}")
+        self.hidden = [m for m in layers if not m.is_output]
+        self.output = self._the_output(outputs, "a spiking model needs exactly one NACASpikingLinear with "
+                                                "is_output=True")
         if any(isinstance(m, (NACALinear, NACAConv2d, NACAOutput)) for m in model.modules()):
             raise ValueError("NACA: a model mixing spiking and non-spiking NACA layers is not supported")
-        self.output = outputs[0]
-        self.hidden = [m for m in layers if not m.is_output]
         self._check_classes()
         check_only_these_train(model, layers, "NACA")
 
+    def _the_output(self, outputs: list, kind: str) -> Optional[nn.Module]:
+        """The output layer (None with hidden_only, which needs hidden layers and no output layer)."""
+        if self.hidden_only:
+            if outputs or not self.hidden:
+                raise ValueError(f"NACA: hidden_only=True needs hidden layers and no output layer, found "
+                                 f"{len(self.hidden)} hidden and {len(outputs)} output")
+            return None
+        if len(outputs) != 1:
+            raise ValueError(f"NACA: {kind}, found {len(outputs)}")
+        return outputs[0]
+
+    def _trained_layers(self) -> list:
+        """The trained layers: the hidden ones, then the output layer (unless hidden_only)."""
+        return self.hidden + ([] if self.output is None else [self.output])
+
     def _check_classes(self) -> None:
+        n = self.num_classes
         for layer in self.hidden:
-            if layer.num_classes != self.output.num_classes:
-                raise ValueError(f"NACA: hidden layer {layer} has num_classes={layer.num_classes} but the output "
-                                 f"layer has {self.output.num_classes}")
+            if layer.num_classes != n:
+                raise ValueError(f"NACA: hidden layer {layer} has num_classes={layer.num_classes} but the "
+                                 f"{'first hidden' if self.output is None else 'output'} layer has {n}")
 
     def _init_stream(self, model: nn.Module) -> None:
-        self.layers = self.hidden + [self.output]  # the trained layers; a layer's index is its sink's
+        self.layers = self._trained_layers()  # the trained layers; a layer's index is its sink's
         names = {id(m): name for name, m in model.named_modules()}
         self._names = [names.get(id(m), type(m).__name__) or "(the model)" for m in self.layers]
         if self.optimizer is not None:
@@ -167,7 +184,7 @@ class NACA:
 
     @property
     def num_classes(self) -> int:
-        return self.output.num_classes
+        return (self.hidden[0] if self.output is None else self.output).num_classes
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         """One NACA training step on a batch: x (B, ...), y (B,) int64 labels. Returns the logits."""

@@ -17,7 +17,7 @@ from torch import Tensor
 def trained_params(learner) -> list[Tensor]:
     """The parameters the learner's local rules update (weight and bias of each trained layer), each
     once (a parameter tied between layers would otherwise be zeroed, reduced and stepped twice)."""
-    layers = list(learner.hidden) + [learner.output]
+    layers = learner.layers  # (NACA: the hidden layers, then the output layer unless hidden_only)
     return list({id(p): p for m in layers for p in (m.weight, m.bias) if p is not None}.values())
 
 

@@ -37,7 +37,7 @@ in train.py::
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable
 
 import torch
 import torch.distributed as dist
@@ -45,7 +45,7 @@ from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.utils._pytree import tree_map
 
-from .learn.nonfinite import all_finite, sgd_from_grads, trained_params, zero_grads
+from ..learn.nonfinite import all_finite, sgd_from_grads, trained_params, zero_grads
 
 __all__ = ["DistributedLearner", "all_reduce_buckets", "broadcast_tensors", "buckets", "RANK_SEED_STRIDE"]
 
@@ -130,7 +130,7 @@ class DistributedLearner:
             self.broadcast_state()
 
     def _seed_encoders_per_rank(self) -> None:
-        from .nn.spiking import BernoulliEncoder
+        from ..nn.spiking import BernoulliEncoder
 
         rank = dist.get_rank(self.group)
         for m in self.learner.model.modules():
@@ -163,21 +163,29 @@ class DistributedLearner:
         """One data-parallel step on this rank's shard (x, y); returns the shard's logits."""
         if self.sbp:
             return self._sbp_step(x, y)
-        learner = self.learner
         zero_grads(self.params)
-        logits = learner.local_update(x, y, into_grad=True)
-        grads = [p.grad for p in self.params]
-        with torch.no_grad():
-            all_reduce_buckets(grads, self.cap_bytes, self.group)
-            if not self._finite_or_skip(grads):
-                learner.steps += 1
-                return logits
-            if learner.optimizer is not None:
-                learner.optimizer.step()
-            else:
-                sgd_from_grads(self.params, learner.lr)
-        learner.steps += 1
+        logits = self.learner.local_update(x, y, into_grad=True)
+        self.all_reduce_updates()
+        self.apply_updates()
         return logits
+
+    def all_reduce_updates(self, extra: Iterable[Tensor] = ()) -> None:
+        """NACA: sum the ranks' updates held in ``.grad`` (and the ``extra`` tensors, in the same
+        launch) over the group, in place."""
+        with torch.no_grad():
+            all_reduce_buckets([p.grad for p in self.params] + list(extra), self.cap_bytes, self.group)
+
+    def apply_updates(self) -> None:
+        """NACA: apply the summed update in ``.grad`` (the optimizer, or w -= lr * update) and count the
+        step; with ``skip_nonfinite`` a non-finite sum is skipped and counted instead."""
+        learner = self.learner
+        with torch.no_grad():
+            if self._finite_or_skip([p.grad for p in self.params]):
+                if learner.optimizer is not None:
+                    learner.optimizer.step()
+                else:
+                    sgd_from_grads(self.params, learner.lr)
+        learner.steps += 1
 
     def _sbp_step(self, x: Tensor, y: Tensor) -> Tensor:
         learner = self.learner
