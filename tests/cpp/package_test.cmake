@@ -10,6 +10,8 @@
 #                    not import.
 #   MODE=subdirectory  the consumer with add_subdirectory(SOURCE_DIR): configure only
 #                    (building would compile the library a second time).
+#   MODE=torch_mismatch  the installed package found with a stand-in Torch config of another
+#                    minor version: the configure must stop, naming both versions.
 #
 # Inputs (-D): MODE, SOURCE_DIR, BUILD_DIR, WORK_DIR, Torch_DIR, GENERATOR, and when set
 # CUDA_TOOLKIT_ROOT_DIR, CUDA_nvrtc_LIBRARY, PYTHON.
@@ -60,6 +62,22 @@ elseif(MODE STREQUAL "pip")
   string(REPLACE "\n" ";" out "${out}")
   list(GET out 0 prefix)
   list(GET out 1 expected_lib)
+elseif(MODE STREQUAL "torch_mismatch")
+  set(prefix ${WORK_DIR}/prefix-mismatch)
+  file(REMOVE_RECURSE ${prefix} ${consumer_build})
+  run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix} --component naca)
+  set(fake ${WORK_DIR}/fake-torch)
+  file(WRITE ${fake}/TorchConfigVersion.cmake "set(PACKAGE_VERSION 1.0.99)\nset(PACKAGE_VERSION_COMPATIBLE TRUE)\n")
+  file(WRITE ${fake}/TorchConfig.cmake "add_library(torch INTERFACE IMPORTED)\nset(Torch_FOUND TRUE)\n")
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/cpp/consumer -B ${consumer_build}
+                          -G ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix} -DTorch_DIR=${fake}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  string(REGEX REPLACE "[ \n]+" " " err_flat "${err}")  # CMake wraps the message's lines
+  if(rc EQUAL 0 OR NOT err_flat MATCHES "was built against torch [0-9]+\\.[0-9]+, but this project found torch 1\\.0\\.99")
+    message(FATAL_ERROR "package test (torch_mismatch): expected a clear error, got rc=${rc}:\n${err}")
+  endif()
+  message("package test (torch_mismatch): ok, the configure stopped:\n${err}")
+  return()
 elseif(MODE STREQUAL "subdirectory")
   file(REMOVE_RECURSE ${consumer_build})
   run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/cpp/consumer -B ${consumer_build} -G ${GENERATOR}
@@ -67,7 +85,7 @@ elseif(MODE STREQUAL "subdirectory")
   message("package test (subdirectory): configured")
   return()
 else()
-  message(FATAL_ERROR "package_test.cmake: MODE=${MODE}: expected installed, pip or subdirectory")
+  message(FATAL_ERROR "package_test.cmake: MODE=${MODE}: expected installed, pip, subdirectory or torch_mismatch")
 endif()
 
 message("package test (${MODE}): CMAKE_PREFIX_PATH=${prefix}")
