@@ -19,7 +19,8 @@ import torch
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
-#: The package's compiled library, libnaca (what ``import torch_plugin`` loads).
+#: The package's compiled library, libnaca: what ``import torch_plugin`` loads, unless the process
+#: has registered the ``naca`` ops already (a C++ host linked against another copy).
 library_path = os.path.join(_HERE, "lib", "libnaca.dylib" if sys.platform == "darwin" else "libnaca.so")
 
 #: The folder to pass to CMake as ``-DCMAKE_PREFIX_PATH`` for ``find_package(TorchPluginNaca)``,
