@@ -66,10 +66,11 @@ inline bool uses_cuda_kernels(const at::Tensor& t) {
 #endif
 }
 
-// float32/float64 everywhere; float16/bfloat16 on CUDA (fp32 accumulation).
+// float32/float64 everywhere; float16/bfloat16 on CUDA (fp32 accumulation), and
+// on Meta, which may stand for CUDA tensors.
 inline void check_floating(const at::Tensor& t, const char* op, const char* name) {
   const auto st = t.scalar_type();
-  const bool cuda = uses_cuda_kernels(t);
+  const bool cuda = uses_cuda_kernels(t) || t.is_meta();
   const bool ok = st == at::kFloat || st == at::kDouble ||
                   (cuda && (st == at::kHalf || st == at::kBFloat16));
   TORCH_CHECK(ok, "naca::", op, ": argument '", name, "' expected dtype float32 or float64",
@@ -139,9 +140,10 @@ inline void check_scalar_fits(double v, const at::Tensor& like, const char* op, 
 
 // Class labels: int64, 1-D, every value in [0, num_classes). On CUDA the range
 // check reads two scalars back to the host (one synchronisation); read_values=false
-// checks the dtype and shape only. ni_rows > 0: num_classes was read from an NI of
-// that many rows (2N); labels that would fit an NI of N rows read as N classes then
-// name 'ni' too, since an NI built with one row per class reads as half the classes.
+// checks the dtype and shape only, as on Meta, which has no values. ni_rows > 0:
+// num_classes was read from an NI of that many rows (2N); labels that would fit an NI
+// of N rows read as N classes then name 'ni' too, since an NI built with one row per
+// class reads as half the classes.
 inline void check_labels(const at::Tensor& labels, const char* op, int64_t num_classes,
                          int64_t batch, bool read_values = true, int64_t ni_rows = 0) {
   check_defined(labels, op, "labels");
@@ -151,7 +153,7 @@ inline void check_labels(const at::Tensor& labels, const char* op, int64_t num_c
   TORCH_CHECK(batch < 0 || labels.size(0) == batch, "naca::", op,
               ": argument 'labels' expected shape [", batch, "] (the batch), got ",
               labels.sizes());
-  if (labels.numel() == 0 || !read_values) return;
+  if (labels.numel() == 0 || !read_values || labels.is_meta()) return;
   // One reduction and one device-to-host copy (on CUDA, one synchronization).
   const auto [lo, hi] = at::aminmax(labels);
   const auto range = at::stack({lo, hi}).cpu();

@@ -1,4 +1,4 @@
-// Elementwise kernels, one set per backend (csrc/cpu, cuda/). They read
+// Elementwise kernels, one set per backend (csrc/cpu, cuda/, csrc/meta). They read
 // contiguous inputs and return a new contiguous tensor.
 #pragma once
 
@@ -31,6 +31,7 @@ namespace naca {
 
 NACA_DECLARE_KERNELS(cpu)
 NACA_DECLARE_KERNELS(cuda)
+NACA_DECLARE_KERNELS(meta)  // shapes only (csrc/meta)
 
 #undef NACA_DECLARE_KERNELS
 

@@ -1,10 +1,16 @@
 // Scalar math of the NACA and SBP rules, written once and shared by the CPU
 // kernels (csrc/cpu) and the CUDA kernels (cuda/). Everything here is a pure
-// function of its arguments, inline and __host__ __device__.
+// function of its arguments, inline and __host__ __device__. The forms are
+// branch-free (select below) so that the CPU loops built on them vectorize;
+// on the device select is a plain conditional. Same formula, same rounding:
+// the CPU emulation of the CUDA kernels (tests/test_cuda_emu.py) asks for
+// bit-identical results wherever both backends evaluate these functions.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define NACA_HD __host__ __device__ __forceinline__
@@ -14,29 +20,49 @@
 
 namespace naca {
 
+// c ? a : b. On the host, a bit blend: with GCC's default -ftrapping-math a float
+// ?: in a loop stays a branch and blocks vectorization; this does not.
+// (memcpy, not C++20 std::bit_cast, which nvcc's device code lacks.)
+template <typename T>
+NACA_HD T select(bool c, T a, T b) {
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+  return c ? a : b;
+#else
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  static_assert(sizeof(T) == sizeof(U), "select: float or double");
+  U ua, ub;
+  std::memcpy(&ua, &a, sizeof(T));
+  std::memcpy(&ub, &b, sizeof(T));
+  const U m = c ? ~U(0) : U(0);
+  const U r = (ua & m) | (ub & ~m);
+  T out;
+  std::memcpy(&out, &r, sizeof(T));
+  return out;
+#endif
+}
+
 // Activation of a layer, by the name the Python side passes ("tanh", ...).
 enum class Activation : int { Identity = 0, Tanh = 1, Sigmoid = 2, Relu = 3 };
 
 // The NACA modulation curve f(x) of ALGORITHMS.md 1.3. Piecewise quadratic,
 // odd about lam (f(2 lam - x) = -f(x)): f(0) = 1, max theta at lam / 4,
-// f(lam) = 0, min -theta at 7 lam / 4.
+// f(lam) = 0, min -theta at 7 lam / 4. Every piece has the form a + b d^2 / lam^2:
+//   x <= lam/2:    theta - (theta - 1) (4x - lam)^2 / lam^2
+//   x <= lam:      4 (x - lam)^2 / lam^2
+//   x <= 3 lam/2:  -4 (lam - x)^2 / lam^2
+//   else:          (theta - 1) (4 (2 lam - x) - lam)^2 / lam^2 - theta
+// The piece's (a, b, d) are selected first, so an element pays one division,
+// not four (divisions bound the CPU loop).
 template <typename T>
 NACA_HD T modulation(T x, T lam, T theta) {
   const T l2 = lam * lam;
-  if (x <= lam / T(2)) {
-    const T d = T(4) * x - lam;
-    return theta - (theta - T(1)) * d * d / l2;
-  }
-  if (x <= lam) {
-    const T d = x - lam;
-    return T(4) * d * d / l2;
-  }
-  if (x <= T(3) * lam / T(2)) {
-    const T d = lam - x;
-    return -T(4) * d * d / l2;
-  }
-  const T d = T(4) * (T(2) * lam - x) - lam;
-  return (theta - T(1)) * d * d / l2 - theta;
+  const T d1 = T(4) * x - lam, d2 = x - lam, d3 = lam - x;
+  const T d4 = T(4) * (T(2) * lam - x) - lam;
+  const bool in1 = x <= lam / T(2), in2 = x <= lam, in3 = x <= T(3) * lam / T(2);
+  const T d = select(in1, d1, select(in2, d2, select(in3, d3, d4)));
+  const T b = select(in1, T(1) - theta, select(in2, T(4), select(in3, T(-4), theta - T(1))));
+  const T a = select(in1, theta, select(in2, T(0), select(in3, T(0), -theta)));
+  return a + b * d * d / l2;
 }
 
 template <typename T>
@@ -44,40 +70,48 @@ NACA_HD T sigmoid(T z) {
   return T(1) / (T(1) + std::exp(-z));
 }
 
-// phi'(z) of the activation, from the pre-activation z.
-template <typename T>
-NACA_HD T activation_grad(T z, Activation act) {
-  switch (act) {
-    case Activation::Tanh: {
-      const T t = std::tanh(z);
-      return T(1) - t * t;
-    }
-    case Activation::Sigmoid: {
-      const T s = sigmoid(z);
-      return s * (T(1) - s);
-    }
-    case Activation::Relu:
-      return z > T(0) ? T(1) : T(0);
-    default:
-      return T(1);
+// phi'(z) from the activation's output h = act(z), as backprop's tanh/sigmoid
+// backward does: 1 - h^2, h (1 - h), 1[h > 0], 1. No transcendental, and the
+// caller need not keep z. With act a compile-time constant (the CPU loops).
+template <Activation act, typename T>
+NACA_HD T activation_grad_from_output(T h) {
+  if constexpr (act == Activation::Tanh) {
+    return T(1) - h * h;
+  } else if constexpr (act == Activation::Sigmoid) {
+    return h * (T(1) - h);
+  } else if constexpr (act == Activation::Relu) {
+    return select(h > T(0), T(1), T(0));
+  } else {
+    return T(1);
   }
 }
 
-// phi'(z) from the activation's output h = act(z), as backprop's tanh/sigmoid
-// backward does: 1 - h^2, h (1 - h), 1[h > 0], 1. No transcendental, and the
-// caller need not keep z.
 template <typename T>
 NACA_HD T activation_grad_from_output(T h, Activation act) {
   switch (act) {
-    case Activation::Tanh:
-      return T(1) - h * h;
-    case Activation::Sigmoid:
-      return h * (T(1) - h);
-    case Activation::Relu:
-      return h > T(0) ? T(1) : T(0);
-    default:
-      return T(1);
+    case Activation::Tanh: return activation_grad_from_output<Activation::Tanh>(h);
+    case Activation::Sigmoid: return activation_grad_from_output<Activation::Sigmoid>(h);
+    case Activation::Relu: return activation_grad_from_output<Activation::Relu>(h);
+    default: return activation_grad_from_output<Activation::Identity>(h);
   }
+}
+
+// act(z). (The CPU kernels take tanh and sigmoid from ATen's vectorized kernels
+// instead, then finish phi' with activation_grad_from_output.)
+template <typename T>
+NACA_HD T activation(T z, Activation act) {
+  switch (act) {
+    case Activation::Tanh: return std::tanh(z);
+    case Activation::Sigmoid: return sigmoid(z);
+    case Activation::Relu: return select(z > T(0), z, T(0));
+    default: return z;
+  }
+}
+
+// phi'(z) of the activation, from the pre-activation z: phi' of h = act(z).
+template <typename T>
+NACA_HD T activation_grad(T z, Activation act) {
+  return activation_grad_from_output(activation(z, act), act);
 }
 
 // phi' from what the caller kept: z, or h = act(z) when from_output.
@@ -112,13 +146,13 @@ NACA_HD T lif_voltage(T v_prev, T s_prev, T current, T decay, T threshold, bool 
 // The spike of a membrane potential: 1 when V > threshold (strict).
 template <typename T>
 NACA_HD T lif_spike(T v, T threshold) {
-  return v > threshold ? T(1) : T(0);
+  return select(v > threshold, T(1), T(0));
 }
 
 // NACA-SNN simplified-STDP eligibility e_t = 1[V_t > threshold - lens] - s_{t-1}.
 template <typename T>
 NACA_HD T snn_eligibility(T v, T s_prev, T threshold, T lens) {
-  return (v > threshold - lens ? T(1) : T(0)) - s_prev;
+  return select(v > threshold - lens, T(1), T(0)) - s_prev;
 }
 
 // The membrane chain of the authors' class-incremental SNN code, which sends a

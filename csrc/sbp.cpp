@@ -53,9 +53,10 @@ void check_pair(const char* op, const at::Tensor& w, const char* wn, const at::T
   check_shape(dw, op, dn, w.sizes());
 }
 
-void sbp_update(at::Tensor w_in, at::Tensor w_out, const at::Tensor& dw_in,
-                const at::Tensor& dw_out, const std::optional<at::Tensor>& mask, double fraction,
-                double alpha_in, double alpha_out) {
+// Every check of sbp_update_ (the Meta kernel runs these alone).
+void check_sbp(at::Tensor& w_in, at::Tensor& w_out, const at::Tensor& dw_in,
+               const at::Tensor& dw_out, const std::optional<at::Tensor>& mask, double fraction,
+               double alpha_in, double alpha_out) {
   const char* op = "sbp_update_";
   check_pair(op, w_in, "w_in", dw_in, "dw_in");
   check_pair(op, w_out, "w_out", dw_out, "dw_out");
@@ -82,7 +83,13 @@ void sbp_update(at::Tensor w_in, at::Tensor w_out, const at::Tensor& dw_in,
     check_no_alias(*w, wn, dw_out, "dw_out", op);
     if (has_mask) check_no_alias(*w, wn, *mask, "mask", op);
   }
+}
 
+void sbp_update(at::Tensor w_in, at::Tensor w_out, const at::Tensor& dw_in,
+                const at::Tensor& dw_out, const std::optional<at::Tensor>& mask, double fraction,
+                double alpha_in, double alpha_out) {
+  check_sbp(w_in, w_out, dw_in, dw_out, mask, fraction, alpha_in, alpha_out);
+  const bool has_mask = mask.has_value() && mask->defined();
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const auto acc = at::toOpMathType(w_in.scalar_type());
   const auto out = lateral(dw_out.to(acc), fraction);
@@ -108,8 +115,16 @@ void sbp_update(at::Tensor w_in, at::Tensor w_out, const at::Tensor& dw_in,
   w_out.unsafeGetTensorImpl()->bump_version();
 }
 
+// Meta: the checks, then nothing to compute (an in-place op has no output).
+void sbp_update_meta(at::Tensor w_in, at::Tensor w_out, const at::Tensor& dw_in,
+                     const at::Tensor& dw_out, const std::optional<at::Tensor>& mask,
+                     double fraction, double alpha_in, double alpha_out) {
+  check_sbp(w_in, w_out, dw_in, dw_out, mask, fraction, alpha_in, alpha_out);
+}
+
 }  // namespace
 }  // namespace naca
 
 TORCH_LIBRARY_IMPL(naca, CPU, m) { m.impl("sbp_update_", &naca::sbp_update); }
 TORCH_LIBRARY_IMPL(naca, CUDA, m) { m.impl("sbp_update_", &naca::sbp_update); }
+TORCH_LIBRARY_IMPL(naca, Meta, m) { m.impl("sbp_update_", &naca::sbp_update_meta); }

@@ -52,6 +52,7 @@ namespace naca {
 
 NACA_DECLARE_SNN_KERNELS(cpu)
 NACA_DECLARE_SNN_KERNELS(cuda)
+NACA_DECLARE_SNN_KERNELS(meta)  // shapes only (csrc/meta)
 
 #undef NACA_DECLARE_SNN_KERNELS
 

@@ -178,6 +178,9 @@ ConvGrads conv_grads(const at::Tensor& weight, const std::optional<at::Tensor>& 
                      const at::Tensor& input, const at::Tensor& delta, at::IntArrayRef stride,
                      at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const bool has_bias = bias.has_value() && bias->defined();
+  if (weight.is_meta()) {  // ATen's C++ has no Meta convolution_backward; the shapes are the parameters'
+    return {at::empty_like(weight), has_bias ? at::empty_like(*bias) : at::Tensor()};
+  }
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   auto grads = at::convolution_backward(delta, input, weight, std::nullopt, stride, padding,
                                         dilation, /*transposed=*/false, /*output_padding=*/{0, 0},

@@ -6,7 +6,7 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include "../csrc/snn_ops.h"
+#include "snn_ops.h"
 #include "launch.cuh"
 
 namespace naca::cuda {

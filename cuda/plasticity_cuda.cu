@@ -3,7 +3,7 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include "../csrc/update_ops.h"
+#include "update_ops.h"
 #include "launch.cuh"
 
 namespace naca::cuda {

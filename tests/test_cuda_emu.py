@@ -241,6 +241,63 @@ def test_large_inputs(op, args, kwargs):
             assert torch.equal(g, w), (op, env, k)
 
 
+# --- one formula, one result: bit for bit where both backends share naca_math.h ----------
+
+# Ops whose CPU and CUDA kernels evaluate the same naca_math.h functions elementwise (no ATen
+# transcendental, no reduction in between): their outputs must be identical, not close.
+SHARED_OUTPUTS = ["modulation", "neuromodulator", "lif_forward", "stp_forward", "homeostatic_relax"]
+
+
+@pytest.mark.parametrize("op,i", [pytest.param(op, i, id=f"{op}-{i}") for op in SHARED_OUTPUTS
+                                  for i in range(len(SAMPLES[op]))])
+def test_shared_formulas_give_identical_outputs(op, i):
+    args, kwargs = SAMPLES[op][i]("cpu")
+    want, got = cpu(op, args, kwargs), emu(op, args, kwargs)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert torch.equal(g, w), f"{op} result {k}: max |diff| {(g.double() - w.double()).abs().max().item():.3g}"
+
+
+def _delta_probes():
+    """Update ops whose per-unit delta is a shared formula, called so that the weight becomes the
+    delta itself: weight 0, lr -1, and the presynaptic input one-hot per row (an identity), so each
+    weight entry is one delta times 1 plus exact zeros, whatever the GEMM's order."""
+    g = _g(5)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    u = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
+    b, h, n, t = 24, 40, 10, 3
+    lab = torch.randint(0, n, (b,), generator=g)
+    lab_few = lab[:6]
+    spikes = lambda *s: (torch.rand(*s, generator=g) < 0.4).float()  # noqa: E731
+    probes = []
+    for act in ("tanh", "sigmoid", "relu", "identity"):  # from h: 1 - h^2, h (1 - h), 1[h > 0], 1
+        probes.append(("plasticity_update_", (torch.zeros(h, b), None, torch.eye(b), u(b, h), r(b, h), act, -1.0),
+                       dict(from_output=True), act))
+        for lab_b in (lab, lab_few):  # batch > classes: the CPU's table of f; batch < classes: per element
+            nb = lab_b.shape[0]
+            probes.append(("naca_hidden_update_", (torch.zeros(h, nb), None, torch.eye(nb), u(nb, h), lab_b,
+                                                   u(2 * n, h) * 1.5, act, -1.0), dict(from_output=True), act))
+    for act in ("relu", "identity"):  # from z: no transcendental
+        probes.append(("plasticity_update_", (torch.zeros(h, b), None, torch.eye(b), r(b, h), r(b, h), act, -1.0),
+                       {}, act))
+    rows = t * 4
+    pre = torch.eye(rows).reshape(t, 4, rows)
+    v, s = u(t, 4, h), spikes(t, 4, h)
+    probes.append(("naca_snn_update_", (torch.zeros(h, rows), None, pre, v, s, r(4, h)),
+                   dict(threshold=0.5, lens=0.3, lr=-1.0), "all steps"))
+    for current in ("linear", "sigmoid"):
+        probes.append(("naca_snn_chain_update_", (torch.zeros(h, rows), None, pre, v, s, r(4, h)),
+                       dict(decay=0.3, threshold=0.5, lens=0.3, reset="soft", current=current, lr=-1.0), current))
+    return probes
+
+
+@pytest.mark.parametrize("op,args,kwargs,what", [pytest.param(*p, id=f"{p[0]}-{p[3]}-{k}")
+                                                 for k, p in enumerate(_delta_probes())])
+def test_shared_formulas_give_identical_deltas(op, args, kwargs, what):
+    want, got = cpu(op, args, kwargs), emu(op, args, kwargs)
+    assert want[0].abs().sum() > 0, "the probe learned nothing: it tests nothing"
+    assert torch.equal(got[0], want[0]), f"{op} ({what}): max |diff| {(got[0] - want[0]).abs().max().item():.3g}"
+
+
 # --- the emulation's own checks ---------------------------------------------------------
 
 def test_emulated_launch_limits():

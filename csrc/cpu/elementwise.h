@@ -1,9 +1,9 @@
 // Helpers the CPU elementwise kernels share to run at memory speed: the
 // transcendental part of phi'(z) (tanh, sigmoid) comes from ATen's own kernels
-// (SIMD-dispatched at run time for the host CPU), and the rest is a branch-free
-// loop the compiler vectorizes (the scalar, branchy form costs a mispredicted
-// branch per element on random data). Every loop is split over rows so no
-// element pays an integer division to find its row.
+// (SIMD-dispatched at run time for the host CPU), and the rest is naca_math.h's
+// branch-free scalar math in a loop the compiler vectorizes (a branchy form
+// would cost a mispredicted branch per element on random data). Every loop is
+// split over rows so no element pays an integer division to find its row.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 
 #include "../naca_math.h"
@@ -34,44 +33,10 @@ constexpr int64_t kGrain = 32768;
 #define NACA_SIMD_CLONES
 #endif
 
-// c ? a : b as a bit blend. With GCC's default -ftrapping-math a float ?: in a
-// loop stays a branch and blocks vectorization; this does not.
-// (memcpy, not C++20 std::bit_cast: torch may build extensions as C++17.)
-template <typename T>
-inline T select(bool c, T a, T b) {
-  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-  static_assert(sizeof(T) == sizeof(U), "select: float or double");
-  U ua, ub;
-  std::memcpy(&ua, &a, sizeof(T));
-  std::memcpy(&ub, &b, sizeof(T));
-  const U m = c ? ~U(0) : U(0);
-  const U r = (ua & m) | (ub & ~m);
-  T out;
-  std::memcpy(&out, &r, sizeof(T));
-  return out;
-}
-
-// f(x) of naca_math.h's modulation, branch-free so the loop vectorizes. Every
-// piece has the form a + b d^2 / lam^2; the piece's (a, b, d) are selected
-// first, so each element pays one division instead of four (divisions bound
-// the loop). Same result: b d d / l2 rounds as the branchy form's products
-// (a negated b negates them exactly) and a + q is its x - q or q - theta.
-template <typename T>
-inline T modulation_select(T x, T lam, T theta) {
-  const T l2 = lam * lam;
-  const T d1 = T(4) * x - lam, d2 = x - lam, d3 = lam - x;
-  const T d4 = T(4) * (T(2) * lam - x) - lam;
-  const bool in1 = x <= lam / T(2), in2 = x <= lam, in3 = x <= T(3) * lam / T(2);
-  const T d = select(in1, d1, select(in2, d2, select(in3, d3, d4)));
-  const T b = select(in1, T(1) - theta, select(in2, T(4), select(in3, T(-4), theta - T(1))));
-  const T a = select(in1, theta, select(in2, T(0), select(in3, T(0), -theta)));
-  return a + b * d * d / l2;
-}
-
 // A new tensor holding the part of phi'(z) computed by ATen: tanh(z),
-// sigmoid(z), relu(z), or nothing (identity). finish_grad turns an element of
-// it into phi'(z); the kernels then write their result over it in place, so a
-// delta costs one B x H allocation.
+// sigmoid(z), relu(z), or nothing (identity). activation_grad_from_output
+// (naca_math.h) turns an element of it into phi'(z); the kernels then write
+// their result over it in place, so a delta costs one B x H allocation.
 // With from_output the caller already holds act(z): the kernels read it and write
 // into a fresh buffer.
 inline at::Tensor grad_source(const at::Tensor& z, Activation act, bool from_output = false) {
@@ -81,14 +46,6 @@ inline at::Tensor grad_source(const at::Tensor& z, Activation act, bool from_out
   if (act == Activation::Sigmoid) return at::sigmoid(z);
   if (act == Activation::Relu) return at::relu(z);
   return at::empty_like(z);
-}
-
-template <Activation act, typename T>
-inline T finish_grad(T u) {
-  if constexpr (act == Activation::Tanh) return T(1) - u * u;
-  if constexpr (act == Activation::Sigmoid) return u * (T(1) - u);
-  if constexpr (act == Activation::Relu) return select(u > T(0), T(1), T(0));
-  return T(1);
 }
 
 template <Activation act>

@@ -40,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor> lif_scan(const at::Tensor& current, const at:
           for (int64_t j = j0; j < j1; ++j) {
             const scalar_t v = lif_voltage(vp[j], sp[j], it[j], dec, th, soft_reset);
             vt[j] = v;
-            st[j] = select(v > th, scalar_t(1), scalar_t(0));  // lif_spike, vectorizable
+            st[j] = lif_spike(v, th);
           }
         }
       }

@@ -10,7 +10,7 @@ namespace naca::cpu {
 template <typename T>
 inline void modulation_block(const T* __restrict__ x, T* __restrict__ o, int64_t n, T lam,
                              T theta) {
-  for (int64_t i = 0; i < n; ++i) o[i] = modulation_select(x[i], lam, theta);
+  for (int64_t i = 0; i < n; ++i) o[i] = naca::modulation(x[i], lam, theta);
 }
 
 // The curve is ~30 vector instructions per element group, so it is bound by

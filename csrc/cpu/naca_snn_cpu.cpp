@@ -11,12 +11,6 @@
 
 namespace naca::cpu {
 
-// snn_eligibility (naca_math.h), written with select so the loops vectorize.
-template <typename scalar_t>
-inline scalar_t eligibility(scalar_t v, scalar_t s_prev, scalar_t th, scalar_t lens) {
-  return select(v > th - lens, scalar_t(1), scalar_t(0)) - s_prev;
-}
-
 at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes, const at::Tensor& signal,
                      int64_t t0, double threshold, double lens) {
   const int64_t steps = voltages.size(0), bh = voltages.size(1) * voltages.size(2);
@@ -33,11 +27,11 @@ at::Tensor snn_delta(const at::Tensor& voltages, const at::Tensor& spikes, const
       const scalar_t* vt = v + t * bh;
       scalar_t* ot = o + off;
       if (t == 0) {  // s_{-1} = 0
-        for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * eligibility(vt[j], scalar_t(0), th, ln);
+        for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * snn_eligibility(vt[j], scalar_t(0), th, ln);
         return;
       }
       const scalar_t* sp = s + (t - 1) * bh;
-      for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * eligibility(vt[j], sp[j], th, ln);
+      for (int64_t j = j0; j < j1; ++j) ot[j] = sig[j] * snn_eligibility(vt[j], sp[j], th, ln);
     });
   });
   return out;
@@ -71,7 +65,7 @@ at::Tensor snn_chain_delta(const at::Tensor& voltages, const at::Tensor& spikes,
           const scalar_t* vt = row(v, steps - 1);
           const scalar_t* sp = row(s, steps - 2);
           const scalar_t* gs = sig + j0;
-          for (int64_t j = 0; j < n; ++j) gb[j] = gs[j] * eligibility(vt[j], sp[j], th, ln);
+          for (int64_t j = 0; j < n; ++j) gb[j] = gs[j] * snn_eligibility(vt[j], sp[j], th, ln);
         }
         for (int64_t t = steps - 1; t >= 0; --t) {
           const scalar_t* vt = row(v, t);
@@ -85,7 +79,7 @@ at::Tensor snn_chain_delta(const at::Tensor& voltages, const at::Tensor& spikes,
           }
           if (t == 0) break;
           for (int64_t j = 0; j < n; ++j) {
-            gb[j] *= lif_chain(vp[j], sp[j], eligibility(vp[j], spp[j], th, ln), dec, th, soft_reset);
+            gb[j] *= lif_chain(vp[j], sp[j], snn_eligibility(vp[j], spp[j], th, ln), dec, th, soft_reset);
           }
         }
       }

@@ -33,7 +33,7 @@ c10::DataPtr modulation_table(const at::Tensor& ni, const int64_t* k, int64_t cl
     const scalar_t* __restrict__ hi = lo + features;
     scalar_t* __restrict__ tc = t + off;
     for (int64_t j = j0; j < j1; ++j) {
-      tc[j] = modulation_select(neuromodulator_level(lo[j], hi[j]), lam, theta);
+      tc[j] = naca::modulation(neuromodulator_level(lo[j], hi[j]), lam, theta);
     }
   });
   return table;
@@ -66,7 +66,7 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
           if (!label_in_range(y[b], classes)) return std::fill(ob + j0, ob + j1, scalar_t(0));
           const scalar_t* __restrict__ fb = f + y[b] * features;
           const scalar_t* ub = u + off;
-          for (int64_t j = j0; j < j1; ++j) ob[j] = fb[j] * finish_grad<A>(ub[j]);
+          for (int64_t j = j0; j < j1; ++j) ob[j] = fb[j] * activation_grad_from_output<A>(ub[j]);
         });
         return;
       }
@@ -79,7 +79,7 @@ at::Tensor modulated_delta(const at::Tensor& preact, const at::Tensor& labels,
         const scalar_t* ub = u + off;
         for (int64_t j = j0; j < j1; ++j) {
           const scalar_t nl = neuromodulator_level(lo[j], hi[j]);
-          ob[j] = modulation_select(nl, l, th) * finish_grad<A>(ub[j]);
+          ob[j] = naca::modulation(nl, l, th) * activation_grad_from_output<A>(ub[j]);
         }
       });
     });

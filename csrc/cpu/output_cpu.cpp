@@ -26,7 +26,7 @@ at::Tensor output_delta(const at::Tensor& logits, const at::Tensor& labels, bool
       for (int64_t j = j0; j < j1; ++j) {
         const scalar_t s = ob[j];
         const scalar_t e = s - (j == y[b] ? scalar_t(1) : scalar_t(0));
-        ob[j] = sigmoid_grad ? e * finish_grad<Activation::Sigmoid>(s) : e;
+        ob[j] = sigmoid_grad ? e * activation_grad_from_output<Activation::Sigmoid>(s) : e;
       }
     });
   });

@@ -18,7 +18,7 @@ at::Tensor activation_delta(const at::Tensor& preact, const at::Tensor& signal, 
     dispatch_activation(act, [&](auto tag) {
       constexpr Activation A = decltype(tag)::value;
       at::parallel_for(0, preact.numel(), kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) o[i] = s[i] * finish_grad<A>(u[i]);
+        for (int64_t i = begin; i < end; ++i) o[i] = s[i] * activation_grad_from_output<A>(u[i]);
       });
     });
   });

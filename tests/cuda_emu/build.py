@@ -110,9 +110,11 @@ def translate(path: Path) -> str:
     if re.search(r"TORCH_LIBRARY_IMPL\(\s*naca\s*,\s*CPU\s*,", text):
         raise ValueError(f"{path.name} registers CPU kernels: not part of the emulation")
     text = re.sub(r"TORCH_LIBRARY_IMPL\(\s*naca\s*,", "TORCH_LIBRARY_IMPL(naca_emu,", text)
-    # Quoted includes resolve against the original file's folder.
+    # Quoted includes resolve against the original file's folder when the header is there;
+    # the others (cuda/ includes csrc/'s headers) through the include path, as in the real build.
     text = re.sub(r'#include "([^"]+)"',
-                  lambda m: f'#include "{(path.parent / m.group(1)).resolve()}"', text)
+                  lambda m: f'#include "{(path.parent / m.group(1)).resolve()}"'
+                  if (path.parent / m.group(1)).exists() else m.group(0), text)
     header = f'#include "{HERE / "naca_emu.h"}"\n#line 1 "{path}"\n'
     return header + text
 
@@ -149,7 +151,7 @@ def build(sanitize: bool | None = None, verbose: bool = False) -> str:
         return cpp_extension.load(
             name="naca_cuda_emu_sanitize" if sanitize else "naca_cuda_emu",
             sources=sources,
-            extra_include_paths=[str(HERE / "shim")],
+            extra_include_paths=[str(HERE / "shim"), str(ROOT / "csrc")],
             extra_cflags=flags,
             extra_ldflags=ldflags,
             build_directory=str(out),

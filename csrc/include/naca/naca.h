@@ -1,0 +1,7 @@
+// The C++ API of torch_plugin's `naca` operators: #include <naca/naca.h> and
+// link TorchPluginNaca::naca (docs/cpp.md).
+//
+//   naca::ops::   one function per operator, as torch_plugin.ops in Python
+#pragma once
+
+#include <naca/ops.h>
