@@ -1,0 +1,86 @@
+"""Summaries over seeds and the results.md table."""
+from __future__ import annotations
+
+import numpy as np
+
+SUMMARY_KEYS = {
+    "final_test_acc": lambda r: r["final_test_acc"],
+    "epochs_to_criterion": lambda r: r["epochs_to_criterion"] and r["epochs_to_criterion"]["value"],
+    "epochs_to_criterion_shared":
+        lambda r: r["epochs_to_criterion_shared"] and r["epochs_to_criterion_shared"]["value"],
+    "epochs_trained": lambda r: len(r["epochs"]),
+    "multiplies_formula": lambda r: r["multiplies_per_sample"]["formula"],
+    "multiplies_measured": lambda r: r["multiplies_per_sample"]["measured"],
+    "seconds_per_epoch": lambda r: r["seconds_per_epoch"],
+    "samples_per_s": lambda r: r["samples_per_s"],
+    "peak_rss_mib": lambda r: r["peak_memory"]["cpu_rss_bytes"] / 2**20,
+    "peak_cuda_mib": lambda r: r["peak_memory"]["cuda_bytes"] and r["peak_memory"]["cuda_bytes"] / 2**20,
+    "weight_frac_below_1e-3": lambda r: r["weight_change"] and r["weight_change"]["fraction_below"]["0.001"],
+    "mean_acc_after_last": lambda r: r["class_incremental"] and r["class_incremental"]["mean_acc_after_last"],
+    "forgetting": lambda r: r["class_incremental"] and r["class_incremental"]["forgetting"],
+    "forgetting_per_class": lambda r: r["class_incremental"] and r["class_incremental"]["forgetting_per_class"],
+    "bwt": lambda r: r["class_incremental"] and r["class_incremental"]["bwt"],
+    "gate_by_class_test_acc": lambda r: r["gate_by_class_eval"] and r["gate_by_class_eval"]["test_acc"],
+    "gate_by_class_mean_acc_after_last":
+        lambda r: r["gate_by_class_eval"] and r["gate_by_class_eval"].get("mean_acc_after_last"),
+    "gate_by_class_forgetting": lambda r: r["gate_by_class_eval"] and r["gate_by_class_eval"].get("forgetting"),
+    "gate_by_class_forgetting_per_class":
+        lambda r: r["gate_by_class_eval"] and r["gate_by_class_eval"].get("forgetting_per_class"),
+}
+
+
+def summarize(runs: list[dict], methods: list[str]) -> dict:
+    out = {}
+    for m in methods:
+        rs = [r for r in runs if r["method"] == m]
+        out[m] = {}
+        for key, get in SUMMARY_KEYS.items():
+            vals = [get(r) for r in rs]
+            vals = [float(v) for v in vals if v is not None and not isinstance(v, bool)]
+            if vals:
+                std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+                out[m][key] = {"mean": float(np.mean(vals)), "std": std, "n": len(vals)}
+    return out
+
+
+def _pm(s: dict, key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    if key not in s:
+        return "-"
+    v = s[key]
+    if v["n"] > 1 and v["std"] > 0:
+        return f"{fmt.format(v['mean'] * scale)} ± {fmt.format(v['std'] * scale)}"
+    return fmt.format(v["mean"] * scale)
+
+
+def markdown_table(summary: dict, ci: bool, nseeds: int) -> str:
+    cols = [("method", None, 1, "")]
+    if ci:
+        cols += [("mean acc after last task (%)", "mean_acc_after_last", 100, "{:.2f}"),
+                 ("forgetting per class (%)", "forgetting_per_class", 100, "{:.2f}"),
+                 ("forgetting per task (%)", "forgetting", 100, "{:.2f}"), ("BWT (%)", "bwt", 100, "{:.2f}"),
+                 ("epochs trained", "epochs_trained", 1, "{:.1f}"),
+                 ("hidden |ΔW|<1e-3 (%)", "weight_frac_below_1e-3", 100, "{:.1f}")]
+    else:
+        cols += [("test acc (%)", "final_test_acc", 100, "{:.2f}"),
+                 ("epochs to criterion", "epochs_to_criterion", 1, "{:.2f}"),
+                 ("epochs to shared criterion", "epochs_to_criterion_shared", 1, "{:.2f}")]
+    cols += [("mult./sample formula", "multiplies_formula", 1, "{:.3g}"),
+             ("MAC/sample measured", "multiplies_measured", 1, "{:.3g}"),
+             ("s/epoch", "seconds_per_epoch", 1, "{:.2f}"), ("samples/s", "samples_per_s", 1, "{:.0f}"),
+             ("peak RSS (MiB)", "peak_rss_mib", 1, "{:.0f}")]
+    if any("gate_by_class_test_acc" in s for s in summary.values()):
+        key = "gate_by_class_mean_acc_after_last" if ci else "gate_by_class_test_acc"
+        cols.insert(2, ("with gate, class-sorted test batches (%)", key, 100, "{:.2f}"))
+        if ci:
+            cols.insert(4, ("forgetting per class, class-sorted (%)", "gate_by_class_forgetting_per_class", 100,
+                            "{:.2f}"))
+    if any("peak_cuda_mib" in s for s in summary.values()):
+        cols.append(("peak CUDA (MiB)", "peak_cuda_mib", 1, "{:.0f}"))
+    head = "| " + " | ".join(c[0] for c in cols) + " |"
+    sep = "|" + "|".join("---" for _ in cols) + "|"
+    lines = [head, sep]
+    for m, s in summary.items():
+        lines.append("| " + " | ".join([m] + [_pm(s, k, sc, f) for _, k, sc, f in cols[1:]]) + " |")
+    note = f"mean ± std over {nseeds} seeds" if nseeds > 1 else "one seed"
+    return "\n".join(lines) + f"\n\n({note})\n"
+
