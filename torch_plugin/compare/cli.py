@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from .checks import (UsageError, check_dataset, check_device, check_out, int_list, nonneg_int, per_method, positive_int, real,
+                     seed_list, warn_activation)
 from .schema import BIAS_SUFFIX, METHODS, MODELS, SBP_METHODS
 from .study import run_study
 
@@ -19,21 +21,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="mlp", choices=MODELS,
                    help="mlp: Flatten-NACALinear(tanh)-NACAOutput; conv: the papers' conv64-conv128-FC-FC; "
                         "snn: models.spiking_mlp (LIF, T steps)")
-    p.add_argument("--hidden", default="1000", help="hidden widths, comma list (conv: the FC width)")
-    p.add_argument("--channels", default="64,128", help="conv model's channels")
-    p.add_argument("--conv-kernel", type=int, default=3,
+    p.add_argument("--hidden", default="1000", type=int_list(1, "integers >= 1"), help="hidden widths, comma list (conv: the FC width)")
+    p.add_argument("--channels", default="64,128", type=int_list(1, "integers >= 1"), help="conv model's channels")
+    p.add_argument("--conv-kernel", type=positive_int, default=3,
                    help="conv model's kernel size (odd; padding keeps the map size): 3, or 5 as the authors' "
                         "CONV_64_5_1_2 layers")
-    p.add_argument("--T", type=int, default=20, help="snn time steps")
+    p.add_argument("--T", type=positive_int, default=20, help="snn time steps")
     p.add_argument("--scenario", default="standard", choices=("standard", "class-incremental"))
     p.add_argument("--tasks-classes", type=int, default=2, choices=(1, 2),
                    help="classes per task in the class-incremental scenario")
     p.add_argument("--class-order", default="fixed", choices=("fixed", "shuffled"),
                    help="class-incremental task order: classes 0..N-1 in order, or shuffled by each seed (the "
                         "same order for every method of that seed; the authors' default)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="epochs (standard, default 5) or the most epochs per task (class-incremental, default 10)")
-    p.add_argument("--stop-at", type=float, default=None,
+    p.add_argument("--stop-at", type=real(0.0, 1.0), default=None,
                    help="stop a task (standard: the training) once the epoch's training accuracy reaches this "
                         "(class-incremental default 0.95, the papers' rule; 0 disables)")
     p.add_argument("--stop-metric", default="running", choices=("running", "eval"),
@@ -44,22 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at the end of each task (standard: of training) restore the weights of the epoch with the "
                         "lowest MSE between the outputs (sigmoid of the logits; snn: the rates) and one-hot labels "
                         "on the task's training set, evaluated after each epoch (the authors' class-CL loop)")
-    p.add_argument("--clip-grad-norm", type=float, default=0.0,
+    p.add_argument("--clip-grad-norm", type=real(0.0), default=0.0,
                    help="clip the gradient (naca: the pseudo-gradient, which then goes through the optimizer) to "
                         "this total norm before each step of bp, bp-surrogate and naca runs, as the authors' "
                         "loops (their class-CL code: 10000); 0: off. sbp runs have no gradient and do not clip")
     p.add_argument("--dataset", default="fashion-mnist",
                    help="fashion-mnist | digits | a folder of IDX files | an .npz file")
-    p.add_argument("--train-subset", type=int, default=None,
+    p.add_argument("--train-subset", type=positive_int, default=None,
                    help="training samples used (stratified, seeded); default 20000 for the default "
                         "fashion-mnist standard study, all otherwise")
-    p.add_argument("--test-subset", type=int, default=None, help="test samples used (default all)")
+    p.add_argument("--test-subset", type=positive_int, default=None, help="test samples used (default all)")
     p.add_argument("--standardize", action="store_true",
                    help="standardize the inputs with the training set's scalar mean and std, as the authors' "
                         "loaders (MNIST: Normalize(0.1307, 0.3081)); mlp and conv models (the snn encodes [0, 1])")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--seeds", default="0", help="comma list of seeds")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seeds", default="0", type=seed_list, help="comma list of seeds")
+    p.add_argument("--batch-size", default="32",
+                   help="training batch size: N for every method, or per method as --lr takes them, "
+                        "e.g. naca=32,bp=256 or 64,bp=256 (the plain value for the methods not named)")
     p.add_argument("--optimizer", default="auto", choices=("auto", "sgd", "adam"),
                    help="the optimizer family shared by BP and NACA (NACA sgd: its in-place step; "
                         "adam: NACA's update as a pseudo-gradient); auto: adam for standard (the authors' "
@@ -78,15 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "the output sigmoid; with the gate, on also forgets less: see examples/results)")
     p.add_argument("--sbp-rule", default="contrastive", choices=("contrastive", "symmetric", "differential"),
                    help="SBP's local rule (learn.SBP local_rule)")
-    p.add_argument("--sbp-relax-steps", type=int, default=0,
+    p.add_argument("--sbp-relax-steps", type=nonneg_int, default=0,
                    help="SBP: homeostatic relaxation steps of the hidden state (0: re-run the layer)")
-    p.add_argument("--sbp-fraction", type=float, default=0.2,
+    p.add_argument("--sbp-fraction", type=real(0.0, 1.0), default=0.2,
                    help="SBP lambda_f of the sbp runs (0: no spread; sbp-local runs always use 0)")
-    p.add_argument("--sbp-percentage", type=float, default=1.0, help="SBP lambda_p")
+    p.add_argument("--sbp-percentage", type=real(0.0, 1.0), default=1.0, help="SBP lambda_p")
     p.add_argument("--snn-current", default="linear", choices=("linear", "sigmoid"),
                    help="--model snn: each layer integrates W x_t + b (linear) or sigmoid(W x_t + b) (the authors' "
                         "class-incremental SNN)")
-    p.add_argument("--snn-lens", type=float, default=0.5,
+    p.add_argument("--snn-lens", type=real(0.0), default=0.5,
                    help="--model snn: NACA's eligibility window 1[V > threshold - lens] (authors: 0.5 "
                         "classification, 0.2 class-incremental)")
     p.add_argument("--snn-rule", default="all-steps", choices=("all-steps", "last-step", "chain"),
@@ -101,16 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NACA's input-derived gate (ALGORITHMS.md 1.4, class-CL code) on the hidden layers of the "
                         "naca, bp and bp-surrogate runs (sbp: not applied; --model mlp or snn); off by default "
                         "because at test time it sees the test batch's mean input, which can leak the class")
-    p.add_argument("--gate-delta", type=float, default=0.2,
+    p.add_argument("--gate-delta", type=real(0.0), default=0.2,
                    help="the gate's delta in standard deviations of the training inputs: the authors' inputs are "
                         "standardized (MNIST: Normalize(0.1307, 0.3081)), so their 0.2 is 0.2 std; the raw value "
                         "(delta * std of x_train) is recorded as gate_delta_raw")
-    p.add_argument("--gate-eval-batch-size", type=int, default=16,
+    p.add_argument("--gate-eval-batch-size", type=positive_int, default=16,
                    help="with --gate, the run is also evaluated the authors' way: test set sorted by class, "
                         "batches of this size (mostly one class: the gate sees the class), reported apart")
-    p.add_argument("--eval-batch-size", type=int, default=1000,
+    p.add_argument("--eval-batch-size", type=positive_int, default=1000,
                    help="test batch size (with --gate the gate sees each test batch)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--out", default="compare_results", help="output folder")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--resume", action="store_true",
@@ -121,94 +125,95 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _int_list(text: str) -> list[int]:
-    return [int(v) for v in str(text).split(",") if v.strip() != ""]
-
-
 def _changed_flags(p: argparse.ArgumentParser, a: argparse.Namespace, *dests: str) -> list[str]:
     """The flags among dests (argparse dest names) given a value other than their default."""
     return [f"--{k.replace('_', '-')}" for k in dests if getattr(a, k) != p.get_default(k)]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """Read and check the command line; every bad value is a usage error (SystemExit 2) naming its flag.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+
+    Returns:
+        The options, defaults resolved: ``methods``, ``seeds``, ``hidden``, ``channels`` as lists,
+        ``lr_given`` and ``batch_size_given`` as {method: value}, ``batch_size`` the plain default.
+    """
     p = build_parser()
     a = p.parse_args(argv)
     a.methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     bad = [m for m in a.methods if m not in METHODS]
     if bad or not a.methods:
-        p.error(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
+        p.error(f"argument --methods: unknown {bad}; choose from {', '.join(METHODS)}")
+    if len(set(a.methods)) != len(a.methods):
+        p.error(f"argument --methods: each method once, got {','.join(a.methods)}")
     if "bp-surrogate" in a.methods and a.model != "snn":
-        p.error("--methods bp-surrogate trains a spiking network: use it with --model snn")
+        p.error("argument --methods: bp-surrogate trains a spiking network: use it with --model snn")
     sbp = [m for m in a.methods if m in SBP_METHODS]
     if sbp and a.model == "conv":
-        p.error(f"--methods {','.join(sbp)} needs a one-hidden-layer network: --model mlp or snn")
-    a.seeds = _int_list(a.seeds)
-    a.hidden = _int_list(a.hidden)
-    a.channels = _int_list(a.channels)
-    if not a.seeds or not a.hidden:
-        p.error("--seeds and --hidden need at least one value")
+        p.error(f"argument --methods: {','.join(sbp)} needs a one-hidden-layer network: --model mlp or snn")
     if sbp and len(a.hidden) != 1:
-        p.error(f"--methods {','.join(sbp)} needs exactly one hidden layer (--hidden N)")
+        p.error(f"argument --hidden: --methods {','.join(sbp)} needs exactly one hidden layer (--hidden N)")
+    if a.model == "conv" and len(a.hidden) != 1:
+        p.error(f"argument --hidden: --model conv takes one FC width, got {a.hidden}")
+    check_device(p, a.device)
+    check_dataset(p, a.dataset)
+    check_out(p, a.out)
     ci = a.scenario == "class-incremental"
     if a.epochs is None:
         a.epochs = 10 if ci else 5
-    if a.epochs < 1:
-        p.error("--epochs must be >= 1")
     if a.optimizer == "auto":
         a.optimizer = "sgd" if ci else "adam"
     if a.stop_at is None:
         a.stop_at = 0.95 if ci else 0.0
-    if not 0.0 <= a.stop_at <= 1.0:
-        p.error("--stop-at must be in [0, 1]")
     if a.conv_kernel != 3 and a.model != "conv":
-        p.error("--conv-kernel applies to --model conv")
-    if a.conv_kernel < 1 or a.conv_kernel % 2 == 0:
-        p.error(f"--conv-kernel must be odd and >= 1, got {a.conv_kernel}")
+        p.error("argument --conv-kernel: applies to --model conv")
+    if a.conv_kernel % 2 == 0:
+        p.error(f"argument --conv-kernel: expected an odd size, got {a.conv_kernel}")
+    if a.channels != [64, 128] and a.model != "conv":
+        p.error("argument --channels: applies to --model conv")
+    if a.T != p.get_default("T") and a.model != "snn":
+        p.error("argument --T: applies to --model snn")
     if a.standardize and a.model == "snn":
-        p.error("--standardize applies to --model mlp and conv (the spiking model's encoder reads [0, 1] intensities)")
+        p.error("argument --standardize: applies to --model mlp and conv (the spiking model's encoder reads "
+                "[0, 1] intensities)")
     if a.class_order != "fixed" and not ci:
-        p.error("--class-order applies to --scenario class-incremental")
+        p.error("argument --class-order: applies to --scenario class-incremental")
     if a.stop_metric != "running" and a.stop_at == 0:
-        p.error("--stop-metric eval needs --stop-at > 0")
-    if a.clip_grad_norm < 0:
-        p.error("--clip-grad-norm must be >= 0 (0: off)")
+        p.error("argument --stop-metric: eval needs --stop-at > 0")
     if a.clip_grad_norm > 0 and not any(m not in SBP_METHODS for m in a.methods):
-        p.error("--clip-grad-norm applies to bp, bp-surrogate and naca runs (sbp has no gradient)")
+        p.error("argument --clip-grad-norm: applies to bp, bp-surrogate and naca runs (sbp has no gradient)")
     if a.train_subset is None and a.dataset == "fashion-mnist" and not ci:
         a.train_subset = 20000
-    lrs = {}
-    for item in filter(None, (s.strip() for s in a.lr.split(","))):
-        if "=" not in item:
-            p.error(f"--lr expects method=value pairs, got {item!r}")
-        k, v = item.split("=", 1)
-        if k not in METHODS:
-            p.error(f"--lr: unknown method {k!r}")
-        lrs[k] = float(v)
-    a.lr_given = lrs
+    _, a.lr_given = per_method(p, "--lr", a.lr, real(0.0), a.methods, allow_default=False)
+    default_bs, a.batch_size_given = per_method(p, "--batch-size", a.batch_size, positive_int, a.methods,
+                                                allow_default=True)
+    a.batch_size = 32 if default_bs is None else int(default_bs)
     if a.gate and (a.model == "conv" or a.stp):
-        p.error("--gate is implemented for --model mlp and snn (without --stp)")
-    if a.gate and a.gate_delta < 0:
-        p.error("--gate-delta must be >= 0")
+        p.error("argument --gate: implemented for --model mlp and snn (without --stp)")
     if a.stp and a.model != "snn":
-        p.error("--stp applies to --model snn")
+        p.error("argument --stp: applies to --model snn")
     snn_set = _changed_flags(p, a, "snn_current", "snn_lens", "snn_rule")
     if snn_set and a.model != "snn":
-        p.error(f"{', '.join(snn_set)} apply to --model snn")
+        p.error(f"argument {snn_set[0]}: {', '.join(snn_set)} apply to --model snn")
     sbp_set = _changed_flags(p, a, "sbp_rule", "sbp_relax_steps", "sbp_fraction", "sbp_percentage")
     if sbp_set and not sbp:
-        p.error(f"{', '.join(sbp_set)} apply to --methods sbp or sbp-local")
+        p.error(f"argument {sbp_set[0]}: {', '.join(sbp_set)} apply to --methods sbp or sbp-local")
     if "--sbp-fraction" in sbp_set and "sbp" not in a.methods:
-        p.error("--sbp-fraction applies to --methods sbp (sbp-local runs always use lambda_f = 0)")
-    if a.sbp_relax_steps < 0 or a.sbp_fraction < 0 or not 0.0 <= a.sbp_percentage <= 1.0:
-        p.error("--sbp-relax-steps and --sbp-fraction must be >= 0, --sbp-percentage in [0, 1]")
+        p.error("argument --sbp-fraction: applies to --methods sbp (sbp-local runs always use lambda_f = 0)")
+    if a.activation not in ("tanh", "sigmoid"):
+        warn_activation(a.activation, a.model, a.methods)
     return a
-
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     args._argv = argv
-    result = run_study(args)
+    try:
+        result = run_study(args)
+    except UsageError as e:
+        build_parser().error(str(e))
     print(result["table"], end="")
     if not args.quiet:
         print(f"wrote {os.path.join(args.out, 'results.json')}, results.md"

@@ -55,6 +55,11 @@ def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Mo
             f"mlp {d}-{hid}-{n}{nb}")
 
 
+def resolve_batch_size(args, method: str) -> int:
+    """The training batch size of the method's runs: --batch-size method=N, else the plain value (default 32)."""
+    return int(args.batch_size_given.get(method, args.batch_size))
+
+
 def resolve_lr(args, method: str, ds: tpdata.Dataset) -> float:
     if method in args.lr_given:
         return args.lr_given[method]

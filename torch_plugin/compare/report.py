@@ -1,4 +1,4 @@
-"""Summaries over seeds and the results.md table."""
+"""Summaries over seeds (mean, std, standard error) and the results.md table."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +29,15 @@ SUMMARY_KEYS = {
 }
 
 
+CRITERION_KEYS = ("epochs_to_criterion", "epochs_to_criterion_shared")
+
+
 def summarize(runs: list[dict], methods: list[str]) -> dict:
+    """Per method and metric: {mean, std (sample std, 0 for one run), se (std / sqrt(n)), n} over the seeds.
+
+    The epochs-to-criterion entries also count ``censored`` runs (a threshold not reached: the value is
+    a lower bound), ``unreached`` runs (no threshold reached) and ``max_epochs`` (the most epochs trained).
+    """
     out = {}
     for m in methods:
         rs = [r for r in runs if r["method"] == m]
@@ -39,7 +47,14 @@ def summarize(runs: list[dict], methods: list[str]) -> dict:
             vals = [float(v) for v in vals if v is not None and not isinstance(v, bool)]
             if vals:
                 std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-                out[m][key] = {"mean": float(np.mean(vals)), "std": std, "n": len(vals)}
+                out[m][key] = {"mean": float(np.mean(vals)), "std": std, "se": std / float(np.sqrt(len(vals))),
+                               "n": len(vals)}
+        for key in CRITERION_KEYS:
+            crit = [r[key] for r in rs if r.get(key)]
+            if key in out[m] and crit:
+                out[m][key].update(censored=sum(bool(c["censored"]) for c in crit),
+                                   unreached=sum(c["reached"] == 0 for c in crit),
+                                   max_epochs=max(len(r["test_acc_per_epoch"]) for r in rs))
     return out
 
 
@@ -47,9 +62,14 @@ def _pm(s: dict, key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
     if key not in s:
         return "-"
     v = s[key]
+    if v.get("unreached", 0) == v["n"]:  # no run reached any threshold within its epochs
+        return f"> {v['max_epochs']} (not reached)"
+    text = fmt.format(v["mean"] * scale)
     if v["n"] > 1 and v["std"] > 0:
-        return f"{fmt.format(v['mean'] * scale)} ± {fmt.format(v['std'] * scale)}"
-    return fmt.format(v["mean"] * scale)
+        text += f" ± {fmt.format(v['std'] * scale)}"
+    if v.get("censored", 0):  # some thresholds not reached: the value is a lower bound
+        text = f"≥ {text} ({v['censored']} of {v['n']} run(s) censored)"
+    return text
 
 
 def markdown_table(summary: dict, ci: bool, nseeds: int) -> str:
@@ -81,6 +101,9 @@ def markdown_table(summary: dict, ci: bool, nseeds: int) -> str:
     lines = [head, sep]
     for m, s in summary.items():
         lines.append("| " + " | ".join([m] + [_pm(s, k, sc, f) for _, k, sc, f in cols[1:]]) + " |")
-    note = f"mean ± std over {nseeds} seeds" if nseeds > 1 else "one seed"
+    note = (f"mean ± std over {nseeds} seeds; standard errors in results.json" if nseeds > 1 else "one seed")
+    if not ci:
+        note += ("; epochs to criterion: the run's own best error to +5 % (the papers' rule); shared: from the "
+                 "study's best error, '≥' where a run missed a threshold (counted as its epochs + 1)")
     return "\n".join(lines) + f"\n\n({note})\n"
 

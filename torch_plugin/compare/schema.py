@@ -24,18 +24,19 @@ SBP_SNN_LR = 2.0
 RESULTS_SCHEMA = {
     "schema_version": "int, 1",
     "command": "str, the command line",
-    "config": "dict, every option after defaults were resolved (lr per method in 'lr')",
+    "config": "dict, every option after defaults were resolved (lr and batch_size per method in 'lr', 'batch_size')",
     "dataset": "dict: name, train_samples, test_samples, num_classes, sample_shape, test_order (stored, or shuffled "
                "with --gate when the stored test set is sorted by class)",
     "environment": "dict: torch, python, platform, device, threads, started (ISO time)",
     "runs": "list of run dicts, one per (method, seed), see RUN_SCHEMA",
-    "summary": "dict method -> metric -> {mean, std, n} over seeds (std: sample std, 0 for one seed)",
+    "summary": "dict method -> metric -> {mean, std, se, n} over seeds (std: sample std, 0 for one seed; se: "
+               "std / sqrt(n)); epochs-to-criterion metrics also {censored, unreached, max_epochs}",
     "files": "dict: table (results.md), plots (list of PNG names), runs (runs/<method>_seed<seed>.json)",
     "resumed_runs": "list of '<method>_seed<seed>' runs read back from runs/ (--resume) instead of trained",
 }
 RUN_SCHEMA = {
     "method": "bp | naca | sbp | sbp-local | bp-surrogate", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
-    "optimizer": "sgd | adam | sbp", "lr": "float", "parameters": "int, trainable parameters",
+    "optimizer": "sgd | adam | sbp", "lr": "float", "batch_size": "int, the training batch size", "parameters": "int, trainable parameters",
     "epochs": "list of {task, epoch, train_acc, test_acc, seconds, samples_per_s} in training order "
               "(task 0 in the standard scenario; test_acc on the whole test set); with --stop-metric eval or "
               "--restore-best also eval_train_acc, eval_train_mse (the task's training set after the epoch)",

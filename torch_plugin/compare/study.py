@@ -11,21 +11,55 @@ import torch
 
 from .. import data as tpdata
 from .. import metrics as M
-from .methods import resolve_lr
+from .checks import UsageError
+from .methods import resolve_batch_size, resolve_lr
 from .plots import make_plots
 from .report import markdown_table, summarize
 from .store import load_run, run_path, run_settings, save_run
 from .train import log, task_list, train_run
 
-def run_study(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available")
+def _one_or_all(per_method: dict):
+    """One value when every method shares it, else the {method: value} dict."""
+    vals = set(per_method.values())
+    return next(iter(vals)) if len(vals) == 1 else per_method
+
+
+def load_study_data(args) -> tpdata.Dataset:
+    """The study's dataset (subsets applied), checked against the model before anything is trained or written.
+
+    Raises:
+        UsageError: the data cannot be read, or does not fit the chosen model or scenario.
+    """
     try:
         ds = tpdata.load_dataset(args.dataset, args.train_subset, args.test_subset, seed=0)
-    except FileNotFoundError as e:
-        raise SystemExit(f"error: {e}") from None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"argument --dataset: {e}") from None
+    if args.model == "conv" and len(ds.sample_shape) != 3:
+        raise UsageError(f"argument --model: conv needs image data (C, H, W); the samples of {ds.name} are "
+                         f"{tuple(ds.sample_shape)}")
+    if args.scenario == "class-incremental":
+        missing = sorted(set(range(ds.num_classes)) - set(ds.y_train.tolist()))
+        if missing:
+            raise UsageError(f"argument --train-subset: the class-incremental tasks need training samples of "
+                             f"every class, classes {missing} have none")
+    return ds
+
+
+def run_study(args) -> dict:
+    """Train every (method, seed) run of the study and write results.json, results.md and the plots.
+
+    Args:
+        args: the options of ``cli.parse_args``.
+
+    Returns:
+        The results.json dict, plus 'table' (the results.md table).
+
+    Raises:
+        UsageError: the data do not fit the options (nothing is written then).
+    """
+    ds = load_study_data(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.standardize:
         mean, std = ds.x_train.float().mean(), ds.x_train.float().std()
         ds.x_train, ds.x_test = (ds.x_train - mean) / std, (ds.x_test - mean) / std
@@ -47,18 +81,22 @@ def run_study(args) -> dict:
          f"{args.scenario}" + (f" ({len(tasks)} tasks)" if ci else "") + f"; methods {','.join(args.methods)}; "
          f"seeds {args.seeds}; device {args.device}", args.quiet)
     runs, resumed, run_files = [], [], []
+    settings = {m: run_settings(args, m, ds) for m in args.methods}
+    # --resume: every saved run is read and checked before the first run trains, so a mismatch stops the study
+    # at once rather than after hours of training
+    saved = {(m, s): load_run(run_path(args.out, m, s), settings[m]) if args.resume else None
+             for m in args.methods for s in args.seeds}
     for method in args.methods:
-        settings = run_settings(args, method, ds)
         for seed in args.seeds:
             path = run_path(args.out, method, seed)
             run_files.append(os.path.relpath(path, args.out))
-            run = load_run(path, settings) if args.resume else None
+            run = saved[(method, seed)]
             if run is not None:
                 log(f"{method} seed {seed}: reusing the saved run {path}", args.quiet)
                 resumed.append(f"{method}_seed{seed}")
             else:
                 run = train_run(args, method, seed, ds, task_list(args, ds.num_classes, seed))
-                save_run(path, settings, run)
+                save_run(path, settings[method], run)
             runs.append(run)
     if not ci:  # epochs to criterion against the best error of the whole study
         best = min(1 - a for r in runs for a in r["test_acc_per_epoch"])
@@ -66,8 +104,9 @@ def run_study(args) -> dict:
             r["epochs_to_criterion_shared"] = M.epochs_to_criterion([1 - a for a in r["test_acc_per_epoch"]], best)
     summary = summarize(runs, args.methods)
     table = markdown_table(summary, ci, len(args.seeds))
-    config = {k: v for k, v in vars(args).items() if k not in ("lr_given", "_argv")}
+    config = {k: v for k, v in vars(args).items() if k not in ("lr_given", "batch_size_given", "_argv")}
     config["lr"] = {m: resolve_lr(args, m, ds) for m in args.methods}
+    config["batch_size"] = {m: resolve_batch_size(args, m) for m in args.methods}
     result = {
         "schema_version": 1,
         "command": " ".join(["python -m torch_plugin.compare"]
@@ -90,7 +129,7 @@ def run_study(args) -> dict:
                  + f", max {args.epochs} epochs/task)" if ci else f", {args.epochs} epochs")
               + (", best-MSE epoch restored per task" if args.restore_best else "")
               + (f", gradient clipped to norm {args.clip_grad_norm:g}" if args.clip_grad_norm > 0 else "")
-              + f", {len(ds.x_train)} training samples, batch {args.batch_size}, optimizer {args.optimizer}, "
+              + f", {len(ds.x_train)} training samples, batch {_one_or_all(config['batch_size'])}, optimizer {args.optimizer}, "
               f"lr {config['lr']}\n\nCommand: `{result['command']}`\n\n"
               + (f"Runs reused from runs/ (--resume): {', '.join(resumed)}\n\n" if resumed else ""))
     with open(os.path.join(args.out, "results.md"), "w") as f:

@@ -12,7 +12,8 @@ from torch import Tensor
 
 from .. import data as tpdata
 from .. import metrics as M
-from .methods import GradClipper, build_model, gate_delta_raw, last_hidden_weight, make_step, resolve_lr
+from .methods import (GradClipper, build_model, gate_delta_raw, last_hidden_weight, make_step, resolve_batch_size,
+                      resolve_lr)
 from .schema import GATED_METHODS
 
 def _progress(iterable, total, desc, quiet):
@@ -64,6 +65,7 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     model, desc = build_model(args, method, ds, seed)
     model.to(device)
     lr = resolve_lr(args, method, ds)
+    bs = resolve_batch_size(args, method)
     gate = bool(args.gate and method in GATED_METHODS)
     delta_raw = gate_delta_raw(args, ds) if gate else None
     clip = GradClipper.for_run(args, method)
@@ -93,8 +95,8 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
         model.eval()
         hits, sq = 0, 0.0
         with torch.no_grad():
-            for i in range(0, len(x), args.batch_size):
-                xb, yb = x[i:i + args.batch_size].to(device), y[i:i + args.batch_size].to(device)
+            for i in range(0, len(x), bs):
+                xb, yb = x[i:i + bs].to(device), y[i:i + bs].to(device)
                 out = model(xb)
                 prob = out if args.model == "snn" else torch.sigmoid(out)
                 hits += int((out.argmax(1) == yb).sum())
@@ -103,8 +105,8 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
         return hits / max(len(y), 1), sq / max(len(y) * ds.num_classes, 1)
 
     first_x, first_y = (ds.x_train, ds.y_train) if not ci else tpdata.task_subset(ds.x_train, ds.y_train, tasks[0])
-    measured = count_step_macs(args, method, seed, ds, lr, delta_raw, first_x[:args.batch_size],
-                               first_y[:args.batch_size])
+    measured = count_step_macs(args, method, seed, ds, lr, delta_raw, first_x[:bs],
+                               first_y[:bs])
     gc.collect()  # the twin, and any earlier run's model still held by a reference cycle (hooks)
     M.reset_peak_memory(device)
     epochs, test_curve = [], []
@@ -118,11 +120,11 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
         for epoch in range(args.epochs):
             seen = 0
             correct = torch.zeros((), dtype=torch.int64, device=device)  # on the device: no sync per step
-            nb = math.ceil(len(xtr) / args.batch_size)
+            nb = math.ceil(len(xtr) / bs)
             label = f"{method} s{seed}" + (f" task {t + 1}/{len(tasks)}" if ci else "") + f" ep {epoch + 1}"
             nonfinite = torch.zeros((), dtype=torch.int64, device=device)  # steps whose outputs hold NaN/Inf
             with M.Timer(device) as timer:
-                for xb, yb in _progress(tpdata.batches(xtr, ytr, args.batch_size, generator=gen),
+                for xb, yb in _progress(tpdata.batches(xtr, ytr, bs, generator=gen),
                                         nb, label, args.quiet):
                     xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                     out = step(xb, yb)
@@ -179,7 +181,8 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
                          "bwt": M.backward_transfer(leak_rows)})
 
     run: dict[str, Any] = {
-        "method": method, "seed": seed, "model": desc, "optimizer": opt_name, "lr": lr, "parameters": nparams,
+        "method": method, "seed": seed, "model": desc, "optimizer": opt_name, "lr": lr, "batch_size": bs,
+        "parameters": nparams,
         "gate": gate, "gate_delta_raw": delta_raw, "gate_by_class_eval": leak,
         "restored_epochs": restored if args.restore_best else None,
         "grad_clip": clip.record() if clip is not None else None,
