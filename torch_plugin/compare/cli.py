@@ -6,7 +6,7 @@ import os
 
 from .checks import (UsageError, check_dataset, check_device, check_out, int_list, nonneg_int, per_method, positive_int, real,
                      seed_list, warn_activation)
-from .schema import BIAS_SUFFIX, METHODS, MODELS, SBP_METHODS
+from .schema import BIAS_SUFFIX, CONTINUAL_METHODS, GATED_METHODS, METHODS, MODELS, SBP_METHODS
 from .study import run_study
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", default="",
                    help="per-method learning rates, e.g. bp=0.1,naca=0.003 (defaults: bp sgd 0.1 / adam 1e-3; "
                         "naca sgd 2/in_features / adam 1e-3; sbp and sbp-local 3.0 (snn 2.0); bp-surrogate adam 1e-3)")
+    p.add_argument("--bp-loss", default="ce", choices=("ce", "mse"),
+                   help="loss of bp and the continual baselines on mlp/conv: cross-entropy of the logits, or MSE of "
+                        "sigmoid(logits) to one-hot (the authors' SGD baseline); snn runs use MSE of the rates")
+    g = p.add_argument_group("continual-learning baselines (--methods ewc, ewc-online, si, lwf, replay)")
+    g.add_argument("--ewc-lambda", type=real(0.0), default=5e4,
+                   help="EWC's lambda (the authors' EWC baseline: 5e4, docs/algorithms.md §1.7)")
+    g.add_argument("--ewc-gamma", type=real(0.0, 1.0), default=1.0, help="ewc-online: decay of the summed Fisher")
+    g.add_argument("--si-c", type=real(0.0), default=1.0, help="SI's penalty strength c")
+    g.add_argument("--si-xi", type=real(0.0, low_open=True), default=1e-3, help="SI's damping xi")
+    g.add_argument("--lwf-alpha", type=real(0.0), default=1.0, help="LwF's distillation weight")
+    g.add_argument("--lwf-temperature", type=real(0.0, low_open=True), default=2.0, help="LwF's temperature T")
+    g.add_argument("--replay-size", type=nonneg_int, default=500,
+                   help="replay: capacity of the class-balanced buffer of earlier tasks' training samples")
     p.add_argument("--activation", default="tanh", choices=("tanh", "sigmoid", "relu"),
                    help="hidden activation of the mlp/conv models (sbp's ANN is always sigmoid)")
     p.add_argument("--bias", default="all", choices=tuple(BIAS_SUFFIX),
@@ -102,9 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stp", action="store_true",
                    help="--model snn: short-term plasticity (STPSynapse) on the input synapses")
     p.add_argument("--gate", action="store_true",
-                   help="NACA's input-derived gate (ALGORITHMS.md 1.4, class-CL code) on the hidden layers of the "
-                        "naca, bp and bp-surrogate runs (sbp: not applied; --model mlp or snn); off by default "
-                        "because at test time it sees the test batch's mean input, which can leak the class")
+                   help="NACA's input-derived gate (docs/algorithms.md §1.4, class-CL code) on the hidden layers of "
+                        "every run but sbp and sbp-local (--model mlp or snn); off by default because at test time "
+                        "it sees the test batch's mean input, which can leak the class")
+    p.add_argument("--gate-methods", default="",
+                   help="comma list: only these methods' runs get the gate (implies --gate), e.g. naca,bp to hold "
+                        "gated NACA and BP beside ungated ewc, si")
     p.add_argument("--gate-delta", type=real(0.0), default=0.2,
                    help="the gate's delta in standard deviations of the training inputs: the authors' inputs are "
                         "standardized (MNIST: Normalize(0.1307, 0.3081)), so their 0.2 is 0.2 std; the raw value "
@@ -112,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gate-eval-batch-size", type=positive_int, default=16,
                    help="with --gate, the run is also evaluated the authors' way: test set sorted by class, "
                         "batches of this size (mostly one class: the gate sees the class), reported apart")
+    p.add_argument("--eval", default="mixed", choices=("mixed", "per-class"),
+                   help="per-class: also evaluate each class's test set on its own in batches of "
+                        "--gate-eval-batch-size (the authors' way, docs/algorithms.md §1.7), reported apart from "
+                        "the mixed test batches (the main number)")
     p.add_argument("--eval-batch-size", type=positive_int, default=1000,
                    help="test batch size (with --gate the gate sees each test batch)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -190,6 +210,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     default_bs, a.batch_size_given = per_method(p, "--batch-size", a.batch_size, positive_int, a.methods,
                                                 allow_default=True)
     a.batch_size = 32 if default_bs is None else int(default_bs)
+    cont = [m for m in a.methods if m in CONTINUAL_METHODS]
+    if cont and a.model == "snn":
+        p.error(f"argument --methods: {','.join(cont)} train the ANN models (--model mlp or conv); for the "
+                f"spiking model use bp-surrogate")
+    if "replay" in a.methods and a.replay_size < 1:
+        p.error(f"argument --replay-size: --methods replay needs a buffer of >= 1 sample, got {a.replay_size}")
+    for dests, meths in ((("ewc_lambda",), ("ewc", "ewc-online")), (("ewc_gamma",), ("ewc-online",)),
+                         (("si_c", "si_xi"), ("si",)), (("lwf_alpha", "lwf_temperature"), ("lwf",)),
+                         (("replay_size",), ("replay",))):
+        given = _changed_flags(p, a, *dests)
+        if given and not any(m in a.methods for m in meths):
+            p.error(f"argument {given[0]}: applies to --methods {' or '.join(meths)}")
+    if a.bp_loss != "ce" and (a.model == "snn" or not any(m == "bp" or m in CONTINUAL_METHODS for m in a.methods)):
+        p.error("argument --bp-loss: applies to bp and the continual baselines on --model mlp or conv")
+    gm = [m.strip() for m in a.gate_methods.split(",") if m.strip()]
+    for m in gm:
+        if m not in a.methods:
+            p.error(f"argument --gate-methods: {m!r} is not in --methods ({','.join(a.methods)})")
+        if m not in GATED_METHODS:
+            p.error(f"argument --gate-methods: {m} runs cannot take the gate (it gates: {', '.join(GATED_METHODS)})")
+    a.gate = a.gate or bool(gm)
+    a.gate_methods = gm if gm else [m for m in a.methods if m in GATED_METHODS] if a.gate else []
     if a.gate and (a.model == "conv" or a.stp):
         p.error("argument --gate: implemented for --model mlp and snn (without --stp)")
     if a.stp and a.model != "snn":

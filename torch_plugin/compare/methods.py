@@ -1,4 +1,4 @@
-"""Models and one-batch training steps per method (bp, naca, sbp, sbp-local, bp-surrogate)."""
+"""Models and one-batch training steps per method (bp, naca, sbp, sbp-local, bp-surrogate and continual.py's)."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from .. import data as tpdata
 from ..learn.gate import InputGate
-from .schema import BIAS_SUFFIX, DEFAULT_LR, GATED_METHODS, SBP_METHODS, SBP_SNN_LR, SNN_NACA_LR
+from .continual import make_continual
+from .schema import BIAS_SUFFIX, CONTINUAL_METHODS, DEFAULT_LR, SBP_METHODS, SBP_SNN_LR, SNN_NACA_LR
 
 def lazy_import(name: str, what: str):
     """Lazy access to parts another issue provides (spiking models, SBP)."""
@@ -67,7 +68,8 @@ def resolve_lr(args, method: str, ds: tpdata.Dataset) -> float:
         return SNN_NACA_LR[args.optimizer]
     if method in SBP_METHODS and args.model == "snn":
         return SBP_SNN_LR
-    base = "sbp" if method in SBP_METHODS else method  # sbp-local: sbp's default, the controlled comparison
+    # sbp-local: sbp's default, the controlled comparison; the continual baselines: bp's
+    base = "sbp" if method in SBP_METHODS else "bp" if method in CONTINUAL_METHODS else method
     lr = DEFAULT_LR[(base, args.optimizer)]
     if lr is None:  # NACA in-place SGD: the batch-summed update scales with the fan-in
         lr = 2.0 / ds.in_features
@@ -111,7 +113,7 @@ def make_step(args, method: str, model: nn.Module, lr: float, gate_delta: Option
     from ..nn import NACALinear, NACASpikingLinear
 
     gates = []
-    if gate_delta is not None and method in GATED_METHODS:
+    if gate_delta is not None and is_gated(args, method):
         gates = [InputGate(m, gate_delta) for m in model.modules()
                  if isinstance(m, NACALinear) or (isinstance(m, NACASpikingLinear) and not m.is_output)]
     if method == "naca":
@@ -143,26 +145,49 @@ def make_step(args, method: str, model: nn.Module, lr: float, gate_delta: Option
         learner = SBP(model, lr=lr, seed=seed, local_rule=args.sbp_rule, relax_steps=args.sbp_relax_steps,
                       fraction=fraction, percentage=args.sbp_percentage)
         return learner.step, "sbp"
-    # bp (and bp-surrogate: BPTT through the spiking model's surrogate spike gradients); a gate's
-    # mask multiplies the hidden activity, so autograd gates the hidden layer's gradient with it.
+    # bp, bp-surrogate (BPTT through the spiking model's surrogate spike gradients) and the continual
+    # baselines (continual.py: bp plus a penalty or a replay buffer); a gate's mask multiplies the hidden
+    # activity, so autograd gates the hidden layer's gradient with it.
     opt = (torch.optim.Adam(model.parameters(), lr=lr) if args.optimizer == "adam"
            else torch.optim.SGD(model.parameters(), lr=lr))
-    spiking = args.model == "snn"
+    loss_fn = training_loss(args)
+    cont = make_continual(args, method, model, loss_fn, seed)
 
     def step(x, y):
         model.train()
+        n = len(y)
+        x, y = cont.mix(x, y)
         out = model(x)
-        if spiking:  # firing rates in [0, 1]: MSE to the one-hot target
-            loss = F.mse_loss(out, F.one_hot(y, out.shape[1]).to(out.dtype))
-        else:
-            loss = F.cross_entropy(out, y)
+        loss = loss_fn(out, y)
+        pen = cont.penalty(x, out)
+        if pen is not None:
+            loss = loss + pen
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip is not None:
             clip(model.parameters())
         opt.step()
-        return out.detach()
+        cont.after_step()
+        return out[:n].detach()
+    step.end_task = cont.end_task
     return step, args.optimizer
+
+
+def training_loss(args) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss of the backprop-family runs: out ``Tensor[B, N]``, y ``Tensor[B]`` -> ``Tensor[]``.
+
+    snn: MSE of the firing rates to one-hot; otherwise --bp-loss: cross-entropy of the logits, or MSE of
+    sigmoid(logits) to one-hot (the authors' SGD baseline, docs/algorithms.md §1.7)."""
+    if args.model == "snn":
+        return lambda out, y: F.mse_loss(out, F.one_hot(y, out.shape[1]).to(out.dtype))
+    if args.bp_loss == "mse":
+        return lambda out, y: F.mse_loss(torch.sigmoid(out), F.one_hot(y, out.shape[1]).to(out.dtype))
+    return F.cross_entropy
+
+
+def is_gated(args, method: str) -> bool:
+    """Whether the method's runs get the input gate (--gate, --gate-methods)."""
+    return method in args.gate_methods
 
 
 def last_hidden_weight(model: nn.Module) -> tuple[str, Optional[nn.Parameter]]:

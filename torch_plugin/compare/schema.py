@@ -1,11 +1,13 @@
 """The study's constants: methods, models, default learning rates, and the results.json schema."""
 from __future__ import annotations
 
-METHODS = ("bp", "naca", "sbp", "sbp-local", "bp-surrogate")
+METHODS = ("bp", "naca", "sbp", "sbp-local", "bp-surrogate", "ewc", "ewc-online", "si", "lwf", "replay")
+# ewc .. replay: backprop with a continual-learning penalty or buffer (continual.py); the ANN models only.
+CONTINUAL_METHODS = ("ewc", "ewc-online", "si", "lwf", "replay")
 # sbp-local: SBP's local rule alone, without the self-backpropagated and lateral spread
-# (lambda_f = 0): the papers' "without SBP" control (ALGORITHMS.md 2.3).
+# (lambda_f = 0): the papers' "without SBP" control (docs/algorithms.md §2.3).
 SBP_METHODS = ("sbp", "sbp-local")
-GATED_METHODS = ("naca", "bp", "bp-surrogate")  # --gate: the runs that get the input gate (not sbp, sbp-local)
+GATED_METHODS = ("naca", "bp", "bp-surrogate") + CONTINUAL_METHODS  # can take the input gate (not sbp, sbp-local)
 MODELS = ("mlp", "conv", "snn")
 
 # Default learning rates, measured on digits and a Fashion-MNIST subset (examples/results/README.md).
@@ -35,7 +37,7 @@ RESULTS_SCHEMA = {
     "resumed_runs": "list of '<method>_seed<seed>' runs read back from runs/ (--resume) instead of trained",
 }
 RUN_SCHEMA = {
-    "method": "bp | naca | sbp | sbp-local | bp-surrogate", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
+    "method": "one of METHODS", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
     "optimizer": "sgd | adam | sbp", "lr": "float", "batch_size": "int, the training batch size", "parameters": "int, trainable parameters",
     "epochs": "list of {task, epoch, train_acc, test_acc, seconds, samples_per_s} in training order "
               "(task 0 in the standard scenario; test_acc on the whole test set); with --stop-metric eval or "
@@ -47,6 +49,11 @@ RUN_SCHEMA = {
     "epochs_to_criterion": "standard scenario: metrics.epochs_to_criterion of the run's own test errors "
                            "{value, thresholds, rule, censored, reached}; null in class-incremental",
     "epochs_to_criterion_shared": "same with the best error over all runs of the study as the lower end",
+    "epochs_to_criterion_authors": "standard scenario: {value, thresholds, rule}: the authors' rule (docs/algorithms.md "
+                                   "§1.7), thresholds from the best mean error of any method to 5 %, the last epoch "
+                                   "still above each, averaged; absent in class-incremental",
+    "per_class_eval": "null, or (--eval per-class) the model evaluated on each class's test set on its own in "
+                      "batches of --gate-eval-batch-size, the same fields as gate_by_class_eval",
     "multiplies_per_sample": "{formula: int|null (papers' formula, one-hidden-layer MLP only), "
                              "formula_text, measured: float|null (FlopCounterMode MACs per sample of one step)}",
     "seconds_per_epoch": "float, mean training wall time of an epoch (evaluation and the MAC count, done on a twin "
@@ -66,7 +73,7 @@ RUN_SCHEMA = {
     "class_incremental": "null, or {tasks, epochs_per_task, acc_matrix (R[i][j]: task j after task i), "
                          "class_acc_matrix (rows after-task, columns classes), mean_acc_after_last "
                          "(mean per-class accuracy), mean_task_acc_after_last, forgetting (per task), "
-                         "forgetting_per_class (ALGORITHMS.md 3: per class, best earlier minus final, averaged "
+                         "forgetting_per_class (docs/algorithms.md §3: per class, best earlier minus final, averaged "
                          "over the classes not learned in the last task; the table's main forgetting), bwt}",
 }
 

@@ -14,7 +14,7 @@ from .. import metrics as M
 from .checks import UsageError
 from .methods import resolve_batch_size, resolve_lr
 from .plots import make_plots
-from .report import markdown_table, summarize
+from .report import authors_criterion, markdown_table, summarize
 from .store import load_run, run_path, run_settings, save_run
 from .train import log, task_list, train_run
 
@@ -102,6 +102,7 @@ def run_study(args) -> dict:
         best = min(1 - a for r in runs for a in r["test_acc_per_epoch"])
         for r in runs:
             r["epochs_to_criterion_shared"] = M.epochs_to_criterion([1 - a for a in r["test_acc_per_epoch"]], best)
+        authors_criterion(runs)
     summary = summarize(runs, args.methods)
     table = markdown_table(summary, ci, len(args.seeds))
     config = {k: v for k, v in vars(args).items() if k not in ("lr_given", "batch_size_given", "_argv")}

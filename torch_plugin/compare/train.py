@@ -12,9 +12,8 @@ from torch import Tensor
 
 from .. import data as tpdata
 from .. import metrics as M
-from .methods import (GradClipper, build_model, gate_delta_raw, last_hidden_weight, make_step, resolve_batch_size,
-                      resolve_lr)
-from .schema import GATED_METHODS
+from .methods import (GradClipper, build_model, gate_delta_raw, is_gated, last_hidden_weight, make_step,
+                      resolve_batch_size, resolve_lr)
 
 def _progress(iterable, total, desc, quiet):
     if quiet:
@@ -66,7 +65,7 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     model.to(device)
     lr = resolve_lr(args, method, ds)
     bs = resolve_batch_size(args, method)
-    gate = bool(args.gate and method in GATED_METHODS)
+    gate = is_gated(args, method)
     delta_raw = gate_delta_raw(args, ds) if gate else None
     clip = GradClipper.for_run(args, method)
     step, opt_name = make_step(args, method, model, lr, delta_raw, clip, seed)
@@ -90,6 +89,21 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
         out[by_class_order] = pred
         return out
 
+    def evaluate_per_class() -> Tensor:  # --eval per-class: each class's test set on its own (the authors' way)
+        out = torch.empty_like(yte)
+        for c in range(ds.num_classes):
+            idx = (yte == c).nonzero().flatten()
+            if len(idx):
+                out[idx] = M.predict(model, xte[idx], args.gate_eval_batch_size, device).to(out.device)
+        return out
+
+    # the evaluation views besides mixed batches, each reported apart: name -> (predict, task rows, class rows)
+    views = {}
+    if gate:
+        views["gate_by_class_eval"] = (evaluate_by_class, [], [])
+    if args.eval == "per-class":
+        views["per_class_eval"] = (evaluate_per_class, [], [])
+
     def evaluate_task(x: Tensor, y: Tensor) -> tuple[float, float]:
         """(accuracy, MSE of the outputs to one-hot) on the task's training set, eval mode, in order."""
         model.eval()
@@ -111,7 +125,6 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     M.reset_peak_memory(device)
     epochs, test_curve = [], []
     acc_rows, class_rows, epochs_per_task = [], [], []
-    leak_rows, leak_class_rows = [], []
     restored = []  # --restore-best: the epoch restored at the end of each task
     total_time, total_samples, nonfinite_total = 0.0, 0, 0
     for t, classes in enumerate(tasks):
@@ -159,31 +172,32 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
         if best is not None:
             model.load_state_dict(best[2])
             restored.append(best[1])
+        if t < len(tasks) - 1 and hasattr(step, "end_task"):  # EWC's Fisher, SI's Omega, LwF's copy, replay's buffer
+            step.end_task(xtr, ytr, classes)
         if ci:
             pred = evaluate()
             acc_rows.append(M.task_accuracies(pred, yte, tasks))
             class_rows.append(M.per_class_accuracy(pred, yte, ds.num_classes))
-            if gate:
-                pred = evaluate_by_class()
-                leak_rows.append(M.task_accuracies(pred, yte, tasks))
-                leak_class_rows.append(M.per_class_accuracy(pred, yte, ds.num_classes))
+            for fn, rows, crows in views.values():
+                pred = fn()
+                rows.append(M.task_accuracies(pred, yte, tasks))
+                crows.append(M.per_class_accuracy(pred, yte, ds.num_classes))
     mem = M.peak_memory(device)
     # class c -> the task that taught it (per-class forgetting starts there)
     learned_at = [next(i for i, cl in enumerate(tasks) if c in cl) for c in range(ds.num_classes)] if ci else None
-    leak = None
-    if gate:
-        pred = evaluate_by_class()
-        leak = {"test_acc": M.accuracy(pred, yte), "batch_size": args.gate_eval_batch_size}
+    view_records = {"gate_by_class_eval": None, "per_class_eval": None}
+    for name, (fn, rows, crows) in views.items():
+        rec = {"test_acc": M.accuracy(fn(), yte), "batch_size": args.gate_eval_batch_size}
         if ci:
-            leak.update({"acc_matrix": leak_rows, "mean_acc_after_last": float(np.nanmean(leak_class_rows[-1])),
-                         "forgetting": M.forgetting(leak_rows),
-                         "forgetting_per_class": M.forgetting_columns(leak_class_rows, learned_at),
-                         "bwt": M.backward_transfer(leak_rows)})
+            rec.update({"acc_matrix": rows, "mean_acc_after_last": float(np.nanmean(crows[-1])),
+                        "forgetting": M.forgetting(rows), "forgetting_per_class": M.forgetting_columns(crows, learned_at),
+                        "bwt": M.backward_transfer(rows)})
+        view_records[name] = rec
 
     run: dict[str, Any] = {
         "method": method, "seed": seed, "model": desc, "optimizer": opt_name, "lr": lr, "batch_size": bs,
         "parameters": nparams,
-        "gate": gate, "gate_delta_raw": delta_raw, "gate_by_class_eval": leak,
+        "gate": gate, "gate_delta_raw": delta_raw, **view_records,
         "restored_epochs": restored if args.restore_best else None,
         "grad_clip": clip.record() if clip is not None else None,
         "epochs": epochs, "test_acc_per_epoch": test_curve,
