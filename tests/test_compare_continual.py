@@ -150,3 +150,29 @@ def test_authors_criterion_by_hand():
     assert a["thresholds"] == pytest.approx([0.1, 0.0875, 0.075, 0.0625, 0.05])
     assert a["value"] == 3 and b["value"] == pytest.approx((1 + 3 * 4) / 5)  # b reaches 0.1 after epoch 1
     assert all(math.isfinite(r["epochs_to_criterion_authors"]["value"]) for r in runs)
+
+
+def test_preset_naca_class_il(tmp_path):
+    """--preset naca-class-il sets the authors' loop; a flag given beside it wins; results.md names every flag the
+    preset set and prints the paper's numbers beside ours."""
+    a = compare.parse_args(["--preset", "naca-class-il", "--dataset", "digits", "--out", str(tmp_path)])
+    assert (a.scenario, a.tasks_classes, a.batch_size, a.bias, a.stop_metric, a.eval) == (
+        "class-incremental", 1, 256, "none", "eval", "per-class")
+    assert a.standardize and a.restore_best and a.clip_grad_norm == 10000 and a.seeds == [0, 1, 2, 3, 4]
+    assert a.methods == ["naca", "bp", "ewc", "si", "lwf", "replay"] and a.gate_methods == ["naca", "bp"]
+    assert a.lr_given == {"naca": 0.0005} and a.epochs == 100
+    a = compare.parse_args(["--preset", "naca-class-il", "--dataset", "digits", "--epochs", "3", "--methods",
+                            "bp,ewc", "--seeds", "7", "--out", str(tmp_path)])
+    assert a.epochs == 3 and a.seeds == [7] and a.methods == ["bp", "ewc"] and a.gate_methods == ["bp"]
+    assert a.lr_given == {}  # the preset's NACA lr goes with naca
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--preset", "nope", "--dataset", "digits"])
+    compare.main(["--preset", "naca-class-il", "--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds",
+                  "0", "--quiet", "--no-plots", "--out", str(tmp_path / "p")])
+    md = (tmp_path / "p" / "results.md").read_text()
+    assert "Preset naca-class-il set:" in md and "--restore-best" in md and "--batch-size 256" in md
+    assert "--epochs" not in md.split("Preset naca-class-il set:")[1].split("\n")[0]  # given, so not the preset's
+    assert "NACA 79.2 ± 3.8 (SE)" in md
+    runs = json.loads((tmp_path / "p" / "results.json").read_text())["runs"]
+    assert [r["method"] for r in runs] == ["naca", "bp", "ewc", "si", "lwf", "replay"]
+    assert all(r["per_class_eval"] is not None and r["batch_size"] == 256 for r in runs)

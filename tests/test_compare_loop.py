@@ -14,9 +14,9 @@ def _finite_in(v, lo, hi):
     return v is not None and math.isfinite(v) and lo <= v <= hi
 
 
-def test_readme_documents_every_flag():
-    """The README's flag table names every option of the command (docs that drift get caught)."""
-    readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md"), encoding="utf-8").read()
+def test_studies_doc_documents_every_flag():
+    """docs/studies.md's flag tables name every option of the command (docs that drift get caught)."""
+    readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "studies.md"), encoding="utf-8").read()
     flags = [o for a in compare.build_parser()._actions for o in a.option_strings if o.startswith("--")]
     missing = [f for f in flags if f != "--help" and f"`{f}`" not in readme]
     assert len(flags) > 30 and not missing, missing
@@ -187,7 +187,7 @@ def test_compare_records_nonfinite_steps_and_threads(tmp_path):
 
 
 def test_compare_class_incremental_reports_forgetting_per_class(tmp_path):
-    """The table's main forgetting is ALGORITHMS.md's (per class, averaged); per task stays beside it.
+    """The table's main forgetting is docs/algorithms.md §3's (per class, averaged); per task stays beside it.
     With two classes per task the two differ in general; with the gate both exist for class-sorted batches."""
     compare.main(["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--methods", "bp,naca", "--gate",
                   "--scenario", "class-incremental", "--quiet", "--no-plots", "--out", str(tmp_path)])

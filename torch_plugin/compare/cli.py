@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from .checks import (UsageError, check_dataset, check_device, check_out, int_list, nonneg_int, per_method, positive_int, real,
                      seed_list, warn_activation)
+from .presets import PRESETS, expand
 from .schema import BIAS_SUFFIX, CONTINUAL_METHODS, GATED_METHODS, METHODS, MODELS, SBP_METHODS
 from .study import run_study
 
@@ -15,6 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the same network with backprop, NACA and SBP; report accuracy, epochs to "
                     "criterion, cost, forgetting; write results.json, results.md and plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default=None, choices=tuple(PRESETS),
+                   help="a named set of flags, each overridden by the same flag given beside it: naca-class-il, "
+                        "the NACA authors' class-incremental loop with per-class evaluation, 5 seeds and the "
+                        "controls (gated bp; ungated ewc, si, lwf; replay); docs/studies.md lists its flags")
     p.add_argument("--methods", default="bp,naca",
                    help="comma list of: " + ", ".join(METHODS) + " (sbp-local: SBP without the spread, "
                         "lambda_f = 0, the papers' 'without SBP' control)")
@@ -161,7 +167,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         ``lr_given`` and ``batch_size_given`` as {method: value}, ``batch_size`` the plain default.
     """
     p = build_parser()
+    argv, preset_set = expand(p, sys.argv[1:] if argv is None else list(argv))
     a = p.parse_args(argv)
+    a.preset_set = preset_set
     a.methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     bad = [m for m in a.methods if m not in METHODS]
     if bad or not a.methods:

@@ -11,7 +11,7 @@ from .methods import resolve_batch_size, resolve_lr
 # Options that do not change what one (method, seed) run computes: which runs the study has, where and how
 # it reports, and the CPU thread count (timings only). Everything else must match for a run to be reused.
 _NOT_RUN_SETTINGS = ("methods", "seeds", "out", "quiet", "no_plots", "threads", "resume", "lr", "lr_given",
-                     "batch_size", "batch_size_given", "_argv")
+                     "batch_size", "batch_size_given", "preset", "preset_set", "_argv")
 
 
 def run_settings(args, method: str, ds: tpdata.Dataset) -> dict:

@@ -14,9 +14,14 @@ from .. import metrics as M
 from .checks import UsageError
 from .methods import resolve_batch_size, resolve_lr
 from .plots import make_plots
+from .presets import PAPER
 from .report import authors_criterion, markdown_table, summarize
 from .store import load_run, run_path, run_settings, save_run
 from .train import log, task_list, train_run
+
+def _preset_text(preset_set: dict) -> str:
+    return " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in preset_set.items())
+
 
 def _one_or_all(per_method: dict):
     """One value when every method shares it, else the {method: value} dict."""
@@ -132,7 +137,9 @@ def run_study(args) -> dict:
               + (f", gradient clipped to norm {args.clip_grad_norm:g}" if args.clip_grad_norm > 0 else "")
               + f", {len(ds.x_train)} training samples, batch {_one_or_all(config['batch_size'])}, optimizer {args.optimizer}, "
               f"lr {config['lr']}\n\nCommand: `{result['command']}`\n\n"
-              + (f"Runs reused from runs/ (--resume): {', '.join(resumed)}\n\n" if resumed else ""))
+              + (f"Runs reused from runs/ (--resume): {', '.join(resumed)}\n\n" if resumed else "")
+              + (f"Preset {args.preset} set: {_preset_text(args.preset_set)}\n\nBeside it, {PAPER[args.preset]}\n\n"
+                 if args.preset else ""))
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(header + table)
     with open(os.path.join(args.out, "results.json"), "w") as f:
