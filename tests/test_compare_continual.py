@@ -176,3 +176,33 @@ def test_preset_naca_class_il(tmp_path):
     runs = json.loads((tmp_path / "p" / "results.json").read_text())["runs"]
     assert [r["method"] for r in runs] == ["naca", "bp", "ewc", "si", "lwf", "replay"]
     assert all(r["per_class_eval"] is not None and r["batch_size"] == 256 for r in runs)
+
+
+def test_resume_with_continual_methods_and_standard_errors(tmp_path):
+    """--resume reuses continual runs; a saved study with another --ewc-lambda is refused for its ewc runs only (the
+    saved bp runs, which do not read it, still match). The summary's se is std / sqrt(n), and results.md gives it
+    for the accuracy columns."""
+    argv = [*CI, "--hidden", "16", "--epochs", "1", "--train-subset", "500", "--methods", "bp,ewc", "--seeds", "0,1",
+            "--out", str(tmp_path)]
+    compare.main(argv)
+    real, calls = compare.study.train_run, []
+
+    def counted(args, method, seed, ds, tasks):
+        calls.append((method, seed))
+        return real(args, method, seed, ds, tasks)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compare.study, "train_run", counted)
+        compare.main(argv + ["--resume"])
+        assert calls == []
+        with pytest.raises(SystemExit, match=r"ewc_seed0\.json was trained with other settings \(ewc_lambda: saved "
+                                             r"50000\.0, now 10\.0\)"):
+            compare.main(argv + ["--resume", "--ewc-lambda", "10"])
+        compare.main(argv[:-1] + [str(tmp_path / "b"), "--methods", "bp"])  # bp alone, no ewc flag
+        compare.main(argv[:-1] + [str(tmp_path / "b"), "--resume", "--ewc-lambda", "10"])
+        assert calls == [("bp", 0), ("bp", 1), ("ewc", 0), ("ewc", 1)]  # the saved bp runs were reused
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    s = res["summary"]["bp"]["mean_acc_after_last"]
+    assert s["n"] == 2 and s["se"] == pytest.approx(s["std"] / math.sqrt(2))
+    assert "standard errors (std / sqrt(n)" in (tmp_path / "b" / "results.md").read_text()
+    assert sorted(res["resumed_runs"]) == ["bp_seed0", "bp_seed1"]

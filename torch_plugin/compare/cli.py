@@ -167,7 +167,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         ``lr_given`` and ``batch_size_given`` as {method: value}, ``batch_size`` the plain default.
     """
     p = build_parser()
-    argv, preset_set = expand(p, sys.argv[1:] if argv is None else list(argv))
+    argv, preset, preset_set = expand(p, sys.argv[1:] if argv is None else list(argv))
+    if preset_set:  # a refused value may come from the preset: say which flags it set
+        error = p.error
+        p.error = lambda msg: error(f"{msg} (--preset {preset} set "
+                                    f"{', '.join('--' + k.replace('_', '-') for k in preset_set)}; a flag given "
+                                    f"beside it overrides it)")
     a = p.parse_args(argv)
     a.preset_set = preset_set
     a.methods = [m.strip() for m in a.methods.split(",") if m.strip()]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 # The NACA authors' class-incremental loop (docs/algorithms.md §1.7), their evaluation (each class's test set
 # on its own, 5 seeds), with the controls: gated BP beside gated NACA; ungated EWC, SI, LwF; replay.
@@ -24,17 +25,17 @@ PAPER = {
 }
 
 
-def expand(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], dict]:
+def expand(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str], Optional[str], dict]:
     """argv with the preset's flags put first for every option the user did not give (so a given flag wins).
 
     Returns:
-        (the arguments to parse, {dest: value} of what the preset set).
+        (the arguments to parse, the preset's name or None, {dest: value} of what the preset set).
     """
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--preset", default=None)
     known, _ = probe.parse_known_args(argv)
     if known.preset is None:
-        return argv, {}
+        return argv, None, {}
     if known.preset not in PRESETS:
         parser.error(f"argument --preset: unknown {known.preset!r}; choose from {', '.join(PRESETS)}")
     given = _given_dests(parser, argv)
@@ -53,7 +54,7 @@ def expand(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str],
             flags.append(flag)
         elif value != "":
             flags += [flag, value]
-    return flags + list(argv), preset
+    return flags + list(argv), known.preset, preset
 
 
 def _given_dests(parser: argparse.ArgumentParser, argv: list[str]) -> dict:

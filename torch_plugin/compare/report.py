@@ -129,7 +129,12 @@ def markdown_table(summary: dict, ci: bool, nseeds: int) -> str:
     lines = [head, sep]
     for m, s in summary.items():
         lines.append("| " + " | ".join([m] + [_pm(s, k, sc, f) for _, k, sc, f in cols[1:]]) + " |")
-    note = (f"mean ± std over {nseeds} seeds; standard errors in results.json" if nseeds > 1 else "one seed")
+    note = f"mean ± std over {nseeds} seeds" if nseeds > 1 else "one seed"
+    if nseeds > 1:  # the papers' ± is a standard error: give it for the accuracy columns
+        acc_cols = [c for c in cols[1:4] if c[2] == 100 and "forgetting" not in c[0]]
+        parts = [f"{label}: " + ", ".join(f"{m} {s[key]['se'] * 100:.2f}" for m, s in summary.items() if key in s)
+                 for label, key, _, _ in acc_cols]
+        note += "; standard errors (std / sqrt(n), the papers' ±) of " + "; ".join(parts)
     if not ci:
         note += ("; epochs to criterion: first epoch at or below each of five thresholds from the run's own best "
                  "error to +5 %, averaged; shared: the same from the study's best error, '≥' where a run missed a "

@@ -6,17 +6,23 @@ import os
 from typing import Optional
 
 from .. import data as tpdata
-from .methods import resolve_batch_size, resolve_lr
+from .methods import is_gated, resolve_batch_size, resolve_lr
 
 # Options that do not change what one (method, seed) run computes: which runs the study has, where and how
 # it reports, and the CPU thread count (timings only). Everything else must match for a run to be reused.
 _NOT_RUN_SETTINGS = ("methods", "seeds", "out", "quiet", "no_plots", "threads", "resume", "lr", "lr_given",
-                     "batch_size", "batch_size_given", "preset", "preset_set", "_argv")
+                     "batch_size", "batch_size_given", "preset", "preset_set", "gate_methods", "_argv")
+# Options only some methods read: left out of the other methods' settings, so that e.g. another --ewc-lambda
+# trains the ewc runs again and reuses the saved bp runs.
+_METHOD_SETTINGS = {"ewc_lambda": ("ewc", "ewc-online"), "ewc_gamma": ("ewc-online",), "si_c": ("si",),
+                    "si_xi": ("si",), "lwf_alpha": ("lwf",), "lwf_temperature": ("lwf",), "replay_size": ("replay",)}
 
 
 def run_settings(args, method: str, ds: tpdata.Dataset) -> dict:
     """What a saved run must have been trained with to stand in for (method, seed) of this study (JSON values)."""
-    s = {k: v for k, v in vars(args).items() if k not in _NOT_RUN_SETTINGS}
+    s = {k: v for k, v in vars(args).items()
+         if k not in _NOT_RUN_SETTINGS and method in _METHOD_SETTINGS.get(k, (method,))}
+    s["gate"] = is_gated(args, method)
     s["method_lr"] = resolve_lr(args, method, ds)
     s["method_batch_size"] = resolve_batch_size(args, method)
     s["dataset_sizes"] = [len(ds.x_train), len(ds.x_test)]
