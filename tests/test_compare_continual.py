@@ -206,3 +206,31 @@ def test_resume_with_continual_methods_and_standard_errors(tmp_path):
     assert s["n"] == 2 and s["se"] == pytest.approx(s["std"] / math.sqrt(2))
     assert "standard errors (std / sqrt(n)" in (tmp_path / "b" / "results.md").read_text()
     assert sorted(res["resumed_runs"]) == ["bp_seed0", "bp_seed1"]
+
+
+def test_continual_methods_train_the_conv_model(tmp_path):
+    runs, _ = _study(tmp_path, "c", "--model", "conv", "--channels", "4,8", "--hidden", "16", "--epochs", "1",
+                     "--train-subset", "300", "--test-subset", "100", "--methods", "bp,ewc,si,lwf,replay")
+    assert len({r["parameters"] for r in runs.values()}) == 1
+    assert all(r["model"].startswith("conv") for r in runs.values())
+    assert all(0 <= r["class_incremental"]["mean_acc_after_last"] <= 1 for r in runs.values())
+    assert not _same(runs["bp"], runs["replay"]) and not _same(runs["bp"], runs["ewc"])
+
+
+def test_preset_on_an_idx_folder(tmp_path):
+    """--preset naca-class-il --dataset DIR: the same one command on any IDX folder (here digits written as IDX)."""
+    import numpy as np
+
+    from torch_plugin import data
+
+    xtr, ytr, xte, yte = data.load_digits()
+    for split, x, y in (("train", xtr, ytr), ("t10k", xte, yte)):
+        imgs = (x[:, 0].numpy() * 255).round().astype(np.uint8)
+        for kind, arr in (("images-idx3", imgs), ("labels-idx1", y.numpy().astype(np.uint8))):
+            head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
+            (tmp_path / f"{split}-{kind}-ubyte").write_bytes(head + arr.tobytes())
+    compare.main(["--preset", "naca-class-il", "--dataset", str(tmp_path), "--hidden", "8", "--epochs", "1", "--seeds",
+                  "0", "--methods", "naca,bp,replay", "--quiet", "--no-plots", "--out", str(tmp_path / "o")])
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["dataset"]["train_samples"] == len(ytr) and res["config"]["preset"] == "naca-class-il"
+    assert [r["gate"] for r in res["runs"]] == [True, True, False]

@@ -237,7 +237,8 @@ def test_sbp_mask_seed_follows_the_run_seed(monkeypatch, tmp_path):
             super().__init__(*a, **kw)
 
     real_import = compare.methods.lazy_import
-    monkeypatch.setattr(compare.methods, "lazy_import", lambda name, what: Spy if name.endswith(".SBP") else real_import(name, what))
+    monkeypatch.setattr(compare.methods, "lazy_import",
+                        lambda name, what: Spy if name.endswith(".SBP") else real_import(name, what))
     compare.main(["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--methods", "sbp", "--seeds", "3,4",
                   "--sbp-percentage", "0.5", "--train-subset", "200", "--quiet", "--no-plots", "--out", str(tmp_path)])
     assert sorted(set(seen)) == [3, 4]  # (the MAC count's twin learner draws the same seed as its run)

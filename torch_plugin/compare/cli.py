@@ -5,8 +5,8 @@ import argparse
 import os
 import sys
 
-from .checks import (UsageError, check_dataset, check_device, check_out, int_list, nonneg_int, per_method, positive_int, real,
-                     seed_list, warn_activation)
+from .checks import (UsageError, check_dataset, check_device, check_out, int_list, nonneg_int, per_method,
+                     positive_int, real, seed_list, warn_activation)
 from .presets import PRESETS, expand
 from .schema import BIAS_SUFFIX, CONTINUAL_METHODS, GATED_METHODS, METHODS, MODELS, SBP_METHODS
 from .study import run_study
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="mlp", choices=MODELS,
                    help="mlp: Flatten-NACALinear(tanh)-NACAOutput; conv: the papers' conv64-conv128-FC-FC; "
                         "snn: models.spiking_mlp (LIF, T steps)")
-    p.add_argument("--hidden", default="1000", type=int_list(1, "integers >= 1"), help="hidden widths, comma list (conv: the FC width)")
+    p.add_argument("--hidden", default="1000", type=int_list(1, "integers >= 1"),
+                   help="hidden widths, comma list (conv: the FC width)")
     p.add_argument("--channels", default="64,128", type=int_list(1, "integers >= 1"), help="conv model's channels")
     p.add_argument("--conv-kernel", type=positive_int, default=3,
                    help="conv model's kernel size (odd; padding keeps the map size): 3, or 5 as the authors' "

@@ -93,7 +93,8 @@ class EWC(Continual):
         if not self.terms:
             return None
         params = _params(self.model)
-        total = sum((f * (p - a) ** 2).sum() for fisher, anchor in self.terms for f, p, a in zip(fisher, params, anchor))
+        total = sum((f * (p - a) ** 2).sum()
+                    for fisher, anchor in self.terms for f, p, a in zip(fisher, params, anchor))
         return 0.5 * self.lam * total
 
 

@@ -1,6 +1,7 @@
 """Models and one-batch training steps per method (bp, naca, sbp, sbp-local, bp-surrogate and continual.py's)."""
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -117,7 +118,13 @@ def make_step(args, method: str, model: nn.Module, lr: float, gate_delta: Option
         gates = [InputGate(m, gate_delta) for m in model.modules()
                  if isinstance(m, NACALinear) or (isinstance(m, NACASpikingLinear) and not m.is_output)]
     if method == "naca":
-        from ..learn import NACA
+        from ..learn import NACA as _NACA
+
+        def NACA(*a, **kw):  # cli.parse_args gave the learner's activation warning once, for the whole study
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="NACA: the hidden rule has no fixed point",
+                                        category=UserWarning)
+                return _NACA(*a, **kw)
 
         # check_labels=False: data.load_dataset checked every label once (the model has
         # ds.num_classes outputs), so the step need not read them back from the GPU.

@@ -135,7 +135,8 @@ def run_study(args) -> dict:
                  + f", max {args.epochs} epochs/task)" if ci else f", {args.epochs} epochs")
               + (", best-MSE epoch restored per task" if args.restore_best else "")
               + (f", gradient clipped to norm {args.clip_grad_norm:g}" if args.clip_grad_norm > 0 else "")
-              + f", {len(ds.x_train)} training samples, batch {_one_or_all(config['batch_size'])}, optimizer {args.optimizer}, "
+              + f", {len(ds.x_train)} training samples, batch {_one_or_all(config['batch_size'])}, "
+              f"optimizer {args.optimizer}, "
               f"lr {config['lr']}\n\nCommand: `{result['command']}`\n\n"
               + (f"Runs reused from runs/ (--resume): {', '.join(resumed)}\n\n" if resumed else "")
               + (f"Preset {args.preset} set: {_preset_text(args.preset_set)}\n\nBeside it, {PAPER[args.preset]}\n\n"

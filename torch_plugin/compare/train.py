@@ -190,7 +190,8 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
         rec = {"test_acc": M.accuracy(fn(), yte), "batch_size": args.gate_eval_batch_size}
         if ci:
             rec.update({"acc_matrix": rows, "mean_acc_after_last": float(np.nanmean(crows[-1])),
-                        "forgetting": M.forgetting(rows), "forgetting_per_class": M.forgetting_columns(crows, learned_at),
+                        "forgetting": M.forgetting(rows),
+                        "forgetting_per_class": M.forgetting_columns(crows, learned_at),
                         "bwt": M.backward_transfer(rows)})
         view_records[name] = rec
 
