@@ -11,11 +11,13 @@ from .presets import PRESETS, expand
 from .schema import BIAS_SUFFIX, CONTINUAL_METHODS, GATED_METHODS, METHODS, MODELS, SBP_METHODS
 from .study import run_study
 
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command's parser (docs/studies.md documents every flag)."""
     p = argparse.ArgumentParser(
         prog="torch-plugin-compare",
-        description="Train the same network with backprop, NACA and SBP; report accuracy, epochs to "
-                    "criterion, cost, forgetting; write results.json, results.md and plots.",
+        description="Train the same network with backprop, NACA, SBP and continual-learning baselines; report "
+                    "accuracy, epochs to criterion, cost, forgetting; write results.json, results.md and plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default=None, choices=tuple(PRESETS),
                    help="a named set of flags, each overridden by the same flag given beside it: naca-class-il, "
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standardize", action="store_true",
                    help="standardize the inputs with the training set's scalar mean and std, as the authors' "
                         "loaders (MNIST: Normalize(0.1307, 0.3081)); mlp and conv models (the snn encodes [0, 1])")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (the device must exist)")
     p.add_argument("--seeds", default="0", type=seed_list, help="comma list of seeds")
     p.add_argument("--batch-size", default="32",
                    help="training batch size: N for every method, or per method as --lr takes them, "
@@ -133,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "standardized (MNIST: Normalize(0.1307, 0.3081)), so their 0.2 is 0.2 std; the raw value "
                         "(delta * std of x_train) is recorded as gate_delta_raw")
     p.add_argument("--gate-eval-batch-size", type=positive_int, default=16,
-                   help="with --gate, the run is also evaluated the authors' way: test set sorted by class, "
-                        "batches of this size (mostly one class: the gate sees the class), reported apart")
+                   help="batch size of the class-sorted view (gated runs: the test set sorted by class, mostly one "
+                        "class per batch, so the gate sees the class) and of the --eval per-class view, each "
+                        "reported apart")
     p.add_argument("--eval", default="mixed", choices=("mixed", "per-class"),
                    help="per-class: also evaluate each class's test set on its own in batches of "
                         "--gate-eval-batch-size (the authors' way, docs/algorithms.md §1.7), reported apart from "
@@ -264,6 +267,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """Run the study the command line describes, print its table; 0 on success (usage errors exit 2)."""
     args = parse_args(argv)
     args._argv = argv
     try:
