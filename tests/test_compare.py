@@ -236,9 +236,10 @@ def test_compare_class_incremental_digits(tmp_path):
         assert r["epochs_to_criterion"] is None
     s = res["summary"]["naca"]
     assert s["mean_acc_after_last"]["n"] == 2 and s["mean_acc_after_last"]["std"] >= 0
-    for png in ("accuracy_curves.png", "acc_matrix.png", "weight_change.png"):
+    pngs = {"accuracy_curves.png", "acc_matrix.png", "weight_change.png", "mean_acc_bars.png"}
+    for png in pngs:
         assert (out / png).stat().st_size > 1000, png
-    assert set(res["files"]["plots"]) == {"accuracy_curves.png", "acc_matrix.png", "weight_change.png"}
+    assert set(res["files"]["plots"]) == pngs
 
 
 def test_compare_gate_sbp_and_snn(tmp_path):

@@ -26,6 +26,36 @@ def _plot_acc_matrix(plt, runs: list[dict], methods: list[str], matrix, title: s
     plt.close(fig)
 
 
+def _plot_mean_acc_bars(plt, runs: list[dict], methods: list[str], path: str) -> None:
+    """Mean accuracy after the last task per method ± standard error over seeds, one bar per evaluation view."""
+    views = [("mixed batches", lambda r: r["class_incremental"]["mean_acc_after_last"]),
+             ("class-sorted (gate)",
+              lambda r: r["gate_by_class_eval"] and r["gate_by_class_eval"]["mean_acc_after_last"]),
+             ("each class alone", lambda r: r.get("per_class_eval") and r["per_class_eval"]["mean_acc_after_last"])]
+    views = [(n, f) for n, f in views if any(f(r) is not None for r in runs)]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(methods) * len(views), 4.0))
+    width = 0.8 / len(views)
+    for k, (name, get) in enumerate(views):
+        means, ses, xs = [], [], []
+        for i, m in enumerate(methods):
+            vals = [100 * get(r) for r in runs if r["method"] == m and get(r) is not None]
+            if vals:
+                xs.append(i + (k - (len(views) - 1) / 2) * width)
+                means.append(np.mean(vals))
+                ses.append(np.std(vals, ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0)
+        ax.bar(xs, means, width, yerr=ses, capsize=3, label=name, color=f"C{k}")
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels(methods)
+    ax.set_ylabel("mean accuracy after the last task (%)")
+    ax.set_title("± standard error over seeds", fontsize=9)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def make_plots(runs: list[dict], methods: list[str], ci: bool, out: str) -> list[str]:
     import matplotlib
 
@@ -61,6 +91,14 @@ def make_plots(runs: list[dict], methods: list[str], ci: bool, out: str) -> list
                              lambda r: r["gate_by_class_eval"]["acc_matrix"], " (gate, class-sorted batches)",
                              os.path.join(out, "acc_matrix_class_sorted.png"))
             files.append("acc_matrix_class_sorted.png")
+        per_class = [m for m in methods if any(r["method"] == m and r.get("per_class_eval") for r in runs)]
+        if per_class:
+            _plot_acc_matrix(plt, [r for r in runs if r.get("per_class_eval")], per_class,
+                             lambda r: r["per_class_eval"]["acc_matrix"], " (each class's test set alone)",
+                             os.path.join(out, "acc_matrix_per_class.png"))
+            files.append("acc_matrix_per_class.png")
+        _plot_mean_acc_bars(plt, runs, methods, os.path.join(out, "mean_acc_bars.png"))
+        files.append("mean_acc_bars.png")
     wc = [r for r in runs if r["weight_change"]]
     if wc:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
