@@ -85,11 +85,11 @@ def test_lwf_penalty_is_the_tempered_kl_on_seen_classes():
     lwf = continual.LwF(model, alpha=0.5, temperature=2.0)
     x = torch.rand(3, 6)
     lwf.end_task(x, torch.tensor([0, 1, 0]), [0, 1])
-    new = torch.randn(3, 4)
+    z = torch.randn(3, 4)
     old = model(x).detach()
     p_old = torch.softmax(old[:, :2] / 2, 1)
-    kl = (p_old * (p_old.log() - torch.log_softmax(new[:, :2] / 2, 1))).sum(1).mean()
-    assert float(lwf.penalty(x, new)) == pytest.approx(float(0.5 * 4 * kl), rel=1e-5)
+    kl = (p_old * (p_old.log() - torch.log_softmax(z[:, :2] / 2, 1))).sum(1).mean()
+    assert float(lwf.penalty(x, z)) == pytest.approx(float(0.5 * 4 * kl), rel=1e-5)
 
 
 def test_replay_buffer_is_class_balanced():

@@ -152,7 +152,7 @@ def test_compare_resume_after_interruption(tmp_path, monkeypatch):
     for m in ("bp", "naca", "sbp"):
         assert res["summary"][m]["final_test_acc"] == full["summary"][m]["final_test_acc"]
 
-    calls.clear()  # another seed and a different thread count: only the new runs train
+    calls.clear()  # another seed and a different thread count: only the added runs train
     threads = torch.get_num_threads()
     try:
         compare.main(argv + ["--out", out, "--resume", "--seeds", "0,1", "--threads", "1"])

@@ -14,7 +14,7 @@ from .continual import make_continual
 from .schema import BIAS_SUFFIX, CONTINUAL_METHODS, DEFAULT_LR, SBP_METHODS, SBP_SNN_LR, SNN_NACA_LR
 
 def lazy_import(name: str, what: str):
-    """Lazy access to parts another issue provides (spiking models, SBP)."""
+    """Import name (module.attr) when first needed; SystemExit naming `what` if this build lacks it."""
     import importlib
 
     mod_name, attr = name.rsplit(".", 1)
