@@ -170,6 +170,13 @@ def test_mlp_adam_within_1e6(tmp_path):
     _check(_case("mlp", args, {"optimizer": "adam", "opt_lr": 1e-2}, xs, ys, init_seed=6), tmp_path, exact=False)
 
 
+def test_large_hidden_layer_updated_in_batch_slices(tmp_path):
+    # a (32, 8192) float32 output is 1 MiB: both learners apply its update in 8 batch slices
+    xs, ys = _batches((20,), 4, [32, 32], seed=6)
+    args = {"in_features": 20, "hidden": [8192], "num_classes": 4, "seed": 2}
+    _check(_case("mlp", args, {"lr": 0.01}, xs, ys, init_seed=10), tmp_path)
+
+
 def test_conv_net_in_place_sgd(tmp_path):
     xs, ys = _batches((2, 8, 8), 4, [6, 6, 6, 3], seed=4)
     args = {"in_shape": (2, 8, 8), "num_classes": 4, "channels": [3, 4], "hidden": 12, "seed": 2}

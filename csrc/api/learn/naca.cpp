@@ -429,8 +429,22 @@ void NACA::write_update(const Layer& layer, const std::vector<at::Tensor>& saved
     }
     case LayerKind::kLinear: {
       const auto& l = static_cast<const nn::NACALinearImpl&>(*layer.recording);
-      ops::naca_hidden_update_(w, b, pre, out, st.y, l.ni, l.options.activation(), st.lr, lam, theta,
-                               /*from_output=*/true, op_checks);
+      // A large output (>= 1 MiB, batch >= 16) is updated in 8 consecutive batch slices, so the
+      // op's delta (one more tensor of the output's size) is an eighth of it; the same slices as
+      // torch_plugin.learn.stream.batch_chunks, hence the same rounding.
+      constexpr int64_t kChunks = 8, kChunkMinBytes = int64_t{1} << 20;
+      const int64_t batch = out.size(0);
+      if (batch < 2 * kChunks || out.numel() * static_cast<int64_t>(out.element_size()) < kChunkMinBytes) {
+        ops::naca_hidden_update_(w, b, pre, out, st.y, l.ni, l.options.activation(), st.lr, lam, theta,
+                                 /*from_output=*/true, op_checks);
+      } else {
+        const int64_t rows = (batch + kChunks - 1) / kChunks;
+        for (int64_t b0 = 0; b0 < batch; b0 += rows) {
+          const int64_t b1 = std::min(b0 + rows, batch);
+          ops::naca_hidden_update_(w, b, pre.slice(0, b0, b1), out.slice(0, b0, b1), st.y.slice(0, b0, b1), l.ni,
+                                   l.options.activation(), st.lr, lam, theta, /*from_output=*/true, op_checks);
+        }
+      }
       break;
     }
   }
