@@ -9,7 +9,7 @@ with lerp_, which round differently). The builders are compared too: from the sa
 seeds, the same NI buffers as Python's, bit for bit.
 
 A case is a dict (``_case``): ``kind`` names the builder on both sides (``BUILDERS`` here,
-``build()`` in equiv_main.cpp), so a new model kind is one entry in each.
+``build()`` in equiv_main.cpp), so each further model kind is one entry in each.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@
 // skip_nonfinite, check_labels), "state" (name -> tensor, loaded before training), "x", "y"
 // (the batches). result.pt (torch::pickle_save): "built" (the state as built from init_seed),
 // "state" (after training), "logits" (per step), "steps", "skipped_steps".
-// A new kind of model is one more branch in build().
+// Each further kind of model is one more branch in build().
 #include <naca/naca.h>
 #include <torch/torch.h>
 

@@ -136,7 +136,7 @@ void NACA::init() {
     } else if (auto* o = dynamic_cast<nn::NACAOutputImpl*>(m.get())) {
       outputs.push_back({m, o, LayerKind::kOutput, name});
     } else if (dynamic_cast<nn::Recording*>(m.get()) != nullptr) {
-      // Another kind of trained layer (its rule is not one of this learner's): a new kind
+      // Another kind of trained layer (its rule is not one of this learner's): a further kind
       // joins LayerKind, is recognised here and gets its update in write_update.
       std::ostringstream what;
       m->pretty_print(what);
