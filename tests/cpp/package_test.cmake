@@ -93,6 +93,12 @@ run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/cpp/consumer -B ${consumer_build} -G
     -DCMAKE_PREFIX_PATH=${prefix} ${consumer_args})
 run(${CMAKE_COMMAND} --build ${consumer_build})
 run(${consumer_build}/dispatcher_only)
+# docs/cpp.md's program: it trains one step and saves the model into its working directory.
+file(REMOVE ${consumer_build}/model.pt)
+execute_process(COMMAND ${consumer_build}/api_program WORKING_DIRECTORY ${consumer_build} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT EXISTS ${consumer_build}/model.pt)
+  message(FATAL_ERROR "package test (${MODE}): api_program failed (${rc}) or wrote no model.pt")
+endif()
 execute_process(COMMAND ${consumer_build}/consumer RESULT_VARIABLE rc OUTPUT_VARIABLE out)
 message("${out}")
 if(NOT rc EQUAL 0)
