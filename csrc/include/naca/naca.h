@@ -2,6 +2,10 @@
 // link TorchPluginNaca::naca (docs/cpp.md).
 //
 //   naca::ops::   one function per operator, as torch_plugin.ops in Python
+//   naca::nn::    spiking layers (LIF, NACASpikingLinear, BernoulliEncoder, SpikeRate, STPSynapse)
+//   naca::learn:: SBP
 #pragma once
 
 #include <naca/ops.h>
+#include <naca/nn/spiking.h>
+#include <naca/learn/sbp.h>
