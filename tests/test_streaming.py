@@ -11,7 +11,7 @@ from torch import nn
 
 from naca_plain import LAM, LR, THETA, plain_forward, plain_step, plain_update
 from torch_plugin import bench, learn, models
-from torch_plugin.learn import NACA
+from torch_plugin.learn import NACA, stream
 from torch_plugin.nn import NACAConv2d, NACALinear, NACAOutput
 
 def deep_mlp():
@@ -158,3 +158,40 @@ def test_step_memory_does_not_grow_with_depth():
         pytest.skip("the profiler's memory events are unavailable")
     assert peaks[12, True] <= 1.1 * peaks[2, True], peaks
     assert peaks[12, False] - peaks[2, False] >= 10 * 64 * 64 * 4, peaks  # 10 more layers' outputs kept
+
+
+def test_batch_chunks_cover_the_batch_once():
+    small = torch.zeros(1024, 16)  # 64 KiB: one call
+    assert stream.batch_chunks(small) == [slice(None)]
+    big = torch.zeros(1000, 512)   # 2 MB: CHUNKS slices
+    chunks = stream.batch_chunks(big)
+    assert len(chunks) == stream.CHUNKS
+    covered = torch.cat([torch.arange(1000)[s] for s in chunks])
+    assert torch.equal(covered, torch.arange(1000))
+
+
+@pytest.mark.parametrize("mode", ["sgd", "adam"])
+def test_large_outputs_update_in_chunks_as_one_update(mode):
+    """A hidden output of at least CHUNK_MIN_BYTES is updated in batch slices: the same update as the
+    plain algorithm's one op call per layer, up to the order of the additions."""
+    model, ref, opt, ref_opt = twins(lambda: models.mlp(64, [512, 512], 4, seed=1), mode)
+    learner = NACA(model, lr=LR, lam=LAM, theta=THETA, optimizer=opt)
+    for x, y in batches((64,), n=2, batch=1024):
+        learner.step(x, y)
+        plain_step(ref, ref_opt, x, y, mode)
+    if mode == "sgd":  # the chunked path ran: its rounding differs from one call's
+        assert not torch.equal(model[1].weight, ref[1].weight)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6 * q.abs().max().item(), msg=name)  # rounding only
+
+
+def test_chunked_updates_lower_the_step_peak(monkeypatch):
+    """The delta of a chunked update is an eighth of the layer's output: the streamed step's peak
+    (input, output, delta) drops from three outputs' bytes to about 2 1/8."""
+    peak = step_peak(4, True, width=512, batch=1024)
+    monkeypatch.setattr(stream, "CHUNKS", 1)
+    unchunked = step_peak(4, True, width=512, batch=1024)
+    if peak is None or unchunked is None:
+        pytest.skip("the profiler's memory events are unavailable")
+    out = 1024 * 512 * 4
+    assert unchunked >= 2.9 * out and peak <= 2.3 * out, (peak, unchunked)

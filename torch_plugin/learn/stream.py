@@ -97,6 +97,36 @@ def scratch(t: Optional[Tensor]) -> Optional[Tensor]:
     return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device).zero_()
 
 
+#: A NACALinear output of at least this many bytes is updated in CHUNKS slices of its batch.
+CHUNK_MIN_BYTES = 1 << 20
+CHUNKS = 8
+
+
+def batch_chunks(h: Tensor) -> list:
+    """The batch slices one NACALinear update is applied in.
+
+    The hidden update op allocates its delta f(NL) * act'(z), one more tensor of the
+    layer's output size, while the step already holds the layer's input and output:
+    a third of a streamed step's peak. For a large output (at least ``CHUNK_MIN_BYTES``)
+    the update is applied in ``CHUNKS`` consecutive slices of the batch, each op call
+    adding its slice's batch sum to the weight in place, so the delta is an eighth of
+    the output. The sum is the same update; its rounding differs from one call by the
+    order of the additions. Smaller outputs keep one call (no extra op calls where the
+    memory is small).
+
+    Args:
+        h: Tensor[B, H], the layer's output.
+
+    Returns:
+        A list of slices of the batch dimension.
+    """
+    batch = h.shape[0]
+    if batch < 2 * CHUNKS or h.numel() * h.element_size() < CHUNK_MIN_BYTES:
+        return [slice(None)]
+    rows = -(-batch // CHUNKS)
+    return [slice(b0, min(b0 + rows, batch)) for b0 in range(0, batch, rows)]
+
+
 def write_update(learner, layer: nn.Module, saved: tuple, st: StepState, dry: bool = False) -> None:
     """Apply one call's NACA update of ``layer`` from its ``saved`` forward tensors.
 
@@ -119,8 +149,9 @@ def write_update(learner, layer: nn.Module, saved: tuple, st: StepState, dry: bo
                               check_labels=checks)
     elif isinstance(layer, NACALinear):
         pre, h = saved
-        ops.naca_hidden_update_(w, b, pre, h, y, layer.ni, layer.activation, lr, learner.lam, learner.theta,
-                                from_output=True, check_labels=checks)
+        for s in batch_chunks(h):
+            ops.naca_hidden_update_(w, b, pre[s], h[s], y[s], layer.ni, layer.activation, lr, learner.lam,
+                                    learner.theta, from_output=True, check_labels=checks)
     else:
         _spiking_update(learner, layer, saved, st, w, b)
 
