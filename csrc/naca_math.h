@@ -44,7 +44,7 @@ NACA_HD T select(bool c, T a, T b) {
 // Activation of a layer, by the name the Python side passes ("tanh", ...).
 enum class Activation : int { Identity = 0, Tanh = 1, Sigmoid = 2, Relu = 3 };
 
-// The NACA modulation curve f(x) of ALGORITHMS.md 1.3. Piecewise quadratic,
+// The NACA modulation curve f(x) of docs/algorithms.md §1.3. Piecewise quadratic,
 // odd about lam (f(2 lam - x) = -f(x)): f(0) = 1, max theta at lam / 4,
 // f(lam) = 0, min -theta at 7 lam / 4. Every piece has the form a + b d^2 / lam^2:
 //   x <= lam/2:    theta - (theta - 1) (4x - lam)^2 / lam^2
@@ -133,7 +133,7 @@ NACA_HD T neuromodulator_level(T ni_at_k, T ni_at_k1) {
   return (ni_at_k + ni_at_k1) / T(2);
 }
 
-// ---- Spiking networks (ALGORITHMS.md 1.5 and 2.2) ----
+// ---- Spiking networks (docs/algorithms.md §1.5 and §2.2) ----
 
 // One LIF step: V_t = decay * V_{t-1} * (1 - s_{t-1}) + I_t (hard reset) or
 // V_t = decay * (V_{t-1} - threshold * s_{t-1}) + I_t (soft reset).

@@ -3,7 +3,7 @@
     python examples/sbp_spread_size.py                          # Fashion-MNIST, ANN and SNN, widths 100 and 1000
     python examples/sbp_spread_size.py --dataset digits --widths 32,128 --models ann
 
-SBP's update (ALGORITHMS.md 2.1, ``ops.sbp_update_``) scales the local LTP/LTD of each synapse
+SBP's update (docs/algorithms.md §2.1, ``ops.sbp_update_``) scales the local LTP/LTD of each synapse
 by factors 1 + lambda_f N(v)_i, where N(v) = v / sum(v) normalises a per-neuron sum over the
 whole layer (the authors' ``sbpnonlinear``): the n factors of a layer add up to n + lambda_f,
 so on average each is 1 + lambda_f / n, and only a neuron that holds most of its layer's

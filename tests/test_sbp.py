@@ -1,4 +1,4 @@
-"""sbp_update_ against the reference written in ALGORITHMS.md's (pre, post)
+"""sbp_update_ against the reference written in docs/algorithms.md §2.1's (pre, post)
 orientation, its special cases (lambda_p = 1, lambda_f = 0), the SBP
 learner on the sklearn digits (SNN with and without the spread; ANN), and one
 learner step against the reference equations (spread, lambda_p mask, relaxation, STP)."""
@@ -283,7 +283,7 @@ def reference_mask(hidden, inputs, percentage, seed):
 
 def reference_sbp_step(model, inp, y, *, spiking, stp=False, lr, fraction, mask, beta, alpha, relax_steps, eps,
                        rule="contrastive"):
-    """One SBP step from ALGORITHMS.md 2.1-2.2 (and the learner's documented phases) with ref.*
+    """One SBP step from docs/algorithms.md §2.1-2.2 (and the learner's documented phases) with ref.*
     only. inp: the ANN's input (B, I), or the SNN's input spikes (T, B, I) from its encoder.
     Returns (free-phase output, {param: new value})."""
     hid, out = [m for m in model if hasattr(m, "weight")]

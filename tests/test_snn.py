@@ -383,7 +383,7 @@ def test_no_naca_ops_guard_catches_an_op():
 ])
 def test_naca_spiking_learner_default_rule_matches_reference(device, all_steps, cfg):
     """learn.NACA (membrane_chain=False) on a spiking MLP: one step equals the equations of
-    ALGORITHMS.md 1.5 from reference.py alone: the LIF forward from the encoder's spikes, the
+    docs/algorithms.md §1.5 from reference.py alone: the LIF forward from the encoder's spikes, the
     hidden layer by naca_snn_update with signal f(E[y] NI), summed over every t (all_steps) or at
     t = T only; the output layer by the same rule with signal rate - onehot(y), always over every t
     (the authors' classification code: its loss on the rate sum_t s_t / T reaches every step's

@@ -1,5 +1,5 @@
 """Short-term plasticity (Tsodyks-Markram) and the homeostatic relaxation of
-SBP (ALGORITHMS.md 2.2): the fused ops (ops.stp_forward, ops.homeostatic_relax)
+SBP (docs/algorithms.md §2.2): the fused ops (ops.stp_forward, ops.homeostatic_relax)
 and the nn functions that use them, against the references, the torch
 compositions and hand-worked values."""
 import collections
