@@ -38,10 +38,10 @@ for B in (256, 1024):
             where = "; ".join(f"{f['filename'].split('/')[-1]}:{f['line']} {f['name']}" for f in frames[:4])
             print(f"  {ev['action']:14s} {ev['size'] / 2**20:7.2f} MiB  live {live / 2**20:7.2f}  {where}")
 
-# The probe that found the extra B x H x 8-byte block of a NACA step at B >= 1024 on an H200
-# (the bias update's column sum; one cuBLAS gemv since session 11), kept as its check: the op's
-# GEMM alone in each BLAS library, the step's peak per batch, and the op's large allocations
-# with their C++ frames (only the delta is expected).
+# A check of a NACA step's CUDA memory: a column sum over B >= ~1024 rows stages a B x H x 8-byte
+# buffer, which is why the CUDA bias update is one cuBLAS gemv. Prints the op's GEMM alone in each
+# BLAS library, the step's peak per batch, and the op's large allocations with their C++ frames
+# (only the delta is expected).
 
 
 def peak_mib(fn):

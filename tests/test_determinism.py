@@ -126,8 +126,8 @@ def test_cpu_loops_give_the_same_bits_for_any_thread_count():
                     reason="ATen's parallel backend is not OpenMP here")
 def test_cpu_loops_are_built_with_openmp():
     """at::parallel_for is inline OpenMP with this torch: an extension compiled without
-    -fopenmp has no GOMP_parallel call and runs every CPU loop on one thread (as it did
-    before session 4, unnoticed, since one thread gives the same results)."""
+    -fopenmp has no GOMP_parallel call and runs every CPU loop on one thread, which no
+    result test would notice, since one thread gives the same results."""
     import torch_plugin
     with open(torch_plugin.library_path, "rb") as f:
         assert b"GOMP_parallel" in f.read()

@@ -377,11 +377,11 @@ def test_spoiled_argument(op, data):
     check_spoiled(*data.draw(spoiled_call(op)))
 
 
-# Regression test (fixed in 8f2cd9d): check_no_alias once required at::get_overlap_status(out, in)
-# == MemOverlapStatus::No, which answers TooHard for any tensor that is not non-overlapping-and-dense
-# (an expanded input, a strided slice such as x[..., ::2]), so every updating op refused such a valid
-# read-only input with a false "argument 'weight' shares memory with argument '<input>'". Now
-# different storages never alias and within one storage the bytes the tensors reach decide.
+# A read-only input that is not non-overlapping-and-dense (an expanded input, a strided slice such
+# as x[..., ::2]) is valid: at::get_overlap_status(out, in) answers TooHard for it, so an alias check
+# built on that status alone would refuse it with a false "argument 'weight' shares memory with
+# argument '<input>'". check_no_alias treats different storages as never aliasing and, within one
+# storage, lets the bytes the tensors reach decide.
 @pytest.mark.parametrize("op", [o for o in OPS if written(o)])
 def test_non_dense_read_only_input_gives_the_same_result(op):
     bad = []
@@ -403,9 +403,8 @@ def test_non_dense_read_only_input_gives_the_same_result(op):
     assert not bad, "non-dense read-only inputs rejected:\n" + "\n".join(bad)
 
 
-# Regression test (fixed in 8f2cd9d): the spiking updates' alias errors once named the reshaped
-# pre_spikes and voltages 'pre' and 'preact', which are not arguments of naca_snn_update_ /
-# naca_snn_chain_update_.
+# The spiking updates reshape pre_spikes and voltages internally (as 'pre' and 'preact'); their
+# alias errors must name the schema's arguments, not those internal names.
 @pytest.mark.parametrize("op", ["naca_snn_update_", "naca_snn_chain_update_"])
 @pytest.mark.parametrize("arg", ["pre_spikes", "voltages"])
 @pytest.mark.parametrize("out", ["weight", "bias"])
