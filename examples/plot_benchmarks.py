@@ -1,11 +1,15 @@
-"""BENCHMARKS.md's two figures, from the benchmarks.json files that `python -m torch_plugin.bench` writes.
+"""Benchmark figures from the benchmarks.json files that `python -m torch_plugin.bench` writes.
 
-    python examples/plot_benchmarks.py --run CPU=examples/results/bench_cpu/benchmarks.json \
-        --run H200=examples/results/gpu_h200/bench/benchmarks.json --out examples/results
+    python examples/plot_benchmarks.py --run H200=examples/results/gpu_h200/step_reruns/run3_4b3f033.json \
+        --out /tmp/plot_step
+    python examples/plot_benchmarks.py --run H200=examples/results/gpu_h200/bench/benchmarks.json \
+        --out /tmp/plot_ops
 
 writes OUT/bench_step.png (a NACA step against a BP step: speed and peak-memory ratios,
 per model and batch) and OUT/bench_ops.png (each fused op's time as a multiple of its
-memory / compute bound, and its speed-up over the pure-PyTorch reference).
+memory / compute bound, and its speed-up over the pure-PyTorch reference). BENCHMARKS.md
+embeds the first command's bench_step.png and the second's bench_ops.png, copied to
+examples/results/gpu_h200/. Several --run flags put the runs side by side.
 """
 from __future__ import annotations
 
