@@ -1,4 +1,5 @@
-"""The repository's text: generated docs current, no history talk, spec cited in-repo, links that resolve.
+"""The repository's text: generated docs current, no history talk, the spec cited in-repo by existing
+sections, links that resolve.
 
 Fast (no build beyond importing the package for docs/gen_operators.py). The file list is
 ``git ls-files``; raw machine logs (examples/results/**/*.log) are records and are not read.
@@ -82,6 +83,21 @@ def relative_links(markdown: str) -> list[str]:
     return targets
 
 
+def spec_sections(algorithms_md: str) -> set[str]:
+    """Section numbers of docs/algorithms.md's headings ("## 1. NACA" -> "1", "### 1.4 ..." -> "1.4")."""
+    return set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", algorithms_md, re.MULTILINE))
+
+
+def spec_citations(text: str) -> list[tuple[int, str]]:
+    """(line number, section) for every `docs/algorithms.md §x.y` citation; a line citing it
+    once may name several sections (§1.5 and §2.2, §1.3-1.4)."""
+    found = []
+    for no, line in enumerate(text.splitlines(), 1):
+        if "algorithms.md §" in line:
+            found += [(no, s) for s in re.findall(r"§(\d+(?:\.\d+)?)", line)]
+    return found
+
+
 def broken_links(md_file: Path) -> list[str]:
     """The relative link targets of md_file that name no existing file or folder."""
     return [t for t in relative_links(md_file.read_text(encoding="utf-8"))
@@ -109,6 +125,20 @@ def test_no_history_phrases_or_outside_spec_citations():
     assert not bad, "state the present fact instead (and cite docs/algorithms.md §x.y):\n" + "\n".join(bad)
 
 
+def test_spec_citations_name_existing_sections():
+    """Every `docs/algorithms.md §x.y` in the tracked text names a heading of docs/algorithms.md."""
+    sections = spec_sections((ROOT / "docs" / "algorithms.md").read_text(encoding="utf-8"))
+    assert {"1", "1.1", "2.1", "3"} <= sections, sorted(sections)
+    bad = []
+    for path in tracked_files():
+        if is_record(path) or not (ROOT / path).is_file():
+            continue
+        text = read_text(ROOT / path)
+        if text is not None:
+            bad += [f"{path}:{no}: §{s}" for no, s in spec_citations(text) if s not in sections]
+    assert not bad, "citations of sections docs/algorithms.md does not have:\n" + "\n".join(bad)
+
+
 def test_readme_is_short():
     """README.md is the entry page; details belong in docs/."""
     n = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())
@@ -134,6 +164,14 @@ def test_history_detector_flags_planted_phrases():
         assert forbidden_phrases(line), line
     assert forbidden_phrases("\n".join(planted)) and len(forbidden_phrases("\n".join(planted))) == len(planted)
     assert not forbidden_phrases("the tissue 3 sample; docs/algorithms.md §1.4; measured at commit abc1234")
+
+
+def test_citation_detector_flags_planted_missing_section():
+    sections = spec_sections("# T\n## 1. NACA\n### 1.1 E\n### 1.4 ANN\n## 3. Metrics\n")
+    assert sections == {"1", "1.1", "1.4", "3"}
+    cited = spec_citations("x (docs/algorithms.md \u00a71.4 and \u00a71.9)\ny docs/algorithms.md \u00a73\n")
+    assert cited == [(1, "1.4"), (1, "1.9"), (2, "3")]
+    assert [s for _, s in cited if s not in sections] == ["1.9"]
 
 
 def test_link_detector_flags_planted_broken_link(tmp_path):
