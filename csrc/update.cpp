@@ -161,8 +161,8 @@ void apply_linear_update(at::Tensor& weight, const std::optional<at::Tensor>& bi
     if (uses_cuda_kernels(delta)) {
       // bias -= lr * delta^T 1 as one cuBLAS gemv (fp32 accumulation, one rounding into
       // the bias dtype). Not delta.sum(0): for B >= ~1024 torch's column reduction stages
-      // partial sums in a global buffer of 2 B H fp32 values, which on an H200 was the
-      // largest allocation of a NACA step at batch 1024 (7.8 MiB of its 15.7 MiB peak).
+      // partial sums in a global buffer of 2 B H fp32 values, which on an H200 would be the
+      // largest allocation of a NACA step at batch 1024 (7.8 MiB; .ci/gpu_memtrace.py shows it).
       bias->addmv_(delta.t(), at::ones({delta.size(0)}, delta.options()), /*beta=*/1, /*alpha=*/-lr);
     } else {
       // Summed in the op-math type; sub_ computes bias - lr * db in it too, then

@@ -15,8 +15,8 @@ from torch_plugin import compare
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 BASE = ["--dataset", "digits", "--hidden", "8", "--epochs", "1", "--train-subset", "100", "--quiet", "--no-plots"]
 
-# (flags, the flag the message must name); each was a traceback, a silent run at chance, or a crash after
-# training before its check
+# (flags, the flag the message must name); without its check each would give a traceback, a silent run at
+# chance, or a crash after training
 BAD = [
     (["--batch-size", "-5"], "--batch-size"),
     (["--batch-size", "0"], "--batch-size"),
