@@ -245,3 +245,20 @@ def test_spiking_mlp_adam_within_1e6(tmp_path):
     _check(_case("spiking_mlp", {**SPIKING, "current": "sigmoid", "lens": 0.2}, learner, xs, ys, init_seed=15),
            tmp_path, exact=False)
 
+
+SBP_CASES = {
+    "snn_contrastive": ("sbp_snn", {"percentage": 0.5, "seed": 2}),
+    "snn_relaxed_symmetric": ("sbp_snn", {"relax_steps": 4, "eps": 0.4, "local_rule": "symmetric", "lr": 0.5}),
+    "ann_contrastive": ("sbp_ann", {"percentage": 0.5, "seed": 1, "alpha": (0.2, 0.1)}),
+    "ann_relaxed_differential": ("sbp_ann", {"relax_steps": 3, "local_rule": "differential", "fraction": 0.3}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SBP_CASES))
+def test_sbp_bitwise(tmp_path, name):
+    kind, learner = SBP_CASES[name]
+    args = {"in_features": 12, "hidden": 9, "num_classes": 4, "seed": 5}
+    if kind == "sbp_snn":
+        args.update(T=6, init_gain=2.5)
+    xs, ys = _batches((12,), 4, [8, 8, 5, 8], seed=11)
+    _check(_case(kind, args, {"kind": "sbp", **learner}, xs, ys, init_seed=16), tmp_path)
