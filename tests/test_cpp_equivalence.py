@@ -4,7 +4,7 @@ driver of the CMake test build) and by ``torch_plugin.learn.NACA`` / ``learn.SBP
 weights.
 
 Bitwise on CPU for in-place SGD and torch.optim.SGD (the same op calls on the same tensors): the ANN
-models, the spiking MLP under each NACA rule variant (every step, the last step, the membrane
+models (and a hidden_only stage), the spiking MLP under each NACA rule variant (every step, the last step, the membrane
 chain; streamed or not; checked and unchecked labels) and SBP on the SNN and on the ANN. With Adam
 within 1e-6 relative (torch's C++ Adam updates its first moment with mul_ + add_, Python's with
 lerp_, which round differently). The builders are compared too: from the same ``torch.manual_seed``
@@ -262,3 +262,14 @@ def test_sbp_bitwise(tmp_path, name):
         args.update(T=6, init_gain=2.5)
     xs, ys = _batches((12,), 4, [8, 8, 5, 8], seed=11)
     _check(_case(kind, args, {"kind": "sbp", **learner}, xs, ys, init_seed=16), tmp_path)
+
+
+def test_hidden_only_stage_bitwise(tmp_path):
+    # a pipeline stage before the last: hidden layers, no output layer, trained on the labels
+    stage = {"num_classes": 5, "layers": [
+        {"type": "flatten"},
+        {"type": "linear", "in": 24, "out": 16, "activation": "tanh", "seed": 4},
+        {"type": "linear", "in": 16, "out": 12, "activation": "sigmoid", "seed": 5},
+    ]}
+    xs, ys = _batches((4, 6), 5, [8, 8, 5], seed=12)
+    _check(_case("sequential", stage, {"lr": 0.05, "hidden_only": True}, xs, ys, init_seed=17), tmp_path)
