@@ -4,8 +4,9 @@ driver of the CMake test build) and by ``torch_plugin.learn.NACA`` / ``learn.SBP
 weights.
 
 Bitwise on CPU for in-place SGD and torch.optim.SGD (the same op calls on the same tensors): the ANN
-models (and a hidden_only stage), the spiking MLP under each NACA rule variant (every step, the last step, the membrane
-chain; streamed or not; checked and unchecked labels) and SBP on the SNN and on the ANN. With Adam
+models (and a hidden_only stage), the spiking MLP under each NACA rule variant (every step, the last
+step, the membrane chain; streamed or not; checked and unchecked labels) and SBP on the SNN and on
+the ANN. With Adam
 within 1e-6 relative (torch's C++ Adam updates its first moment with mul_ + add_, Python's with
 lerp_, which round differently). The builders are compared too: from the same ``torch.manual_seed``
 the C++ models::mlp / conv_net / spiking_mlp / sbp_snn / sbp_ann build the same weights and, from
