@@ -1,12 +1,16 @@
 """The C++ API against the Python package: the same model, from the same weights, trained on the
-same batches by naca::learn::NACA (tests/cpp/equiv_main.cpp, the ``naca_equiv`` driver of the CMake
-test build) and by ``torch_plugin.learn.NACA`` ends with the same weights.
+same batches by naca::learn::NACA or naca::learn::SBP (tests/cpp/equiv_main.cpp, the ``naca_equiv``
+driver of the CMake test build) and by ``torch_plugin.learn.NACA`` / ``learn.SBP`` ends with the same
+weights.
 
-Bitwise on CPU for in-place SGD and torch.optim.SGD (the same op calls on the same tensors); with
-Adam within 1e-6 relative (torch's C++ Adam updates its first moment with mul_ + add_, Python's
-with lerp_, which round differently). The builders are compared too: from the same
-``torch.manual_seed`` the C++ models::mlp / conv_net build the same weights and, from the same
-seeds, the same NI buffers as Python's, bit for bit.
+Bitwise on CPU for in-place SGD and torch.optim.SGD (the same op calls on the same tensors): the ANN
+models (and a hidden_only stage), the spiking MLP under each NACA rule variant (every step, the last
+step, the membrane chain; streamed or not; checked and unchecked labels) and SBP on the SNN and on
+the ANN. With Adam
+within 1e-6 relative (torch's C++ Adam updates its first moment with mul_ + add_, Python's with
+lerp_, which round differently). The builders are compared too: from the same ``torch.manual_seed``
+the C++ models::mlp / conv_net / spiking_mlp / sbp_snn / sbp_ann build the same weights and, from
+the same seeds, the same NI buffers as Python's, bit for bit (and a seeded encoder the same spikes).
 
 A case is a dict (``_case``): ``kind`` names the builder on both sides (``BUILDERS`` here,
 ``build()`` in equiv_main.cpp), so each further model kind is one entry in each.
@@ -24,7 +28,7 @@ import torch.jit._pickle
 from torch import nn
 
 from torch_plugin import models
-from torch_plugin.learn import NACA
+from torch_plugin.learn import NACA, SBP
 from torch_plugin.nn import NACALinear, NACAOutput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +68,13 @@ BUILDERS = {
     "mlp": lambda a: models.mlp(**a),
     "conv_net": lambda a: models.conv_net(**a),
     "sequential": lambda a: _sequential(**a),
+    "spiking_mlp": lambda a: models.spiking_mlp(**a),
+    "sbp_snn": lambda a: models.sbp_snn(**a),
+    "sbp_ann": lambda a: models.sbp_ann(**a),
 }
+
+SBP_ARGS = ("lr", "fraction", "percentage", "seed", "beta", "alpha", "relax_steps", "eps", "local_rule",
+            "skip_nonfinite")
 
 
 def _optimizer(model: nn.Module, learner: dict):
@@ -87,9 +97,14 @@ def _python(case: dict):
     model = BUILDERS[case["kind"]](case["args"])
     built = {k: v.clone() for k, v in model.state_dict().items()}
     lc = case["learner"]
-    learner = NACA(model, lr=lc.get("lr", 1e-3), lam=lc.get("lam", 0.5), theta=lc.get("theta", 1.2),
-                   optimizer=_optimizer(model, lc), streaming=lc.get("streaming", True),
-                   skip_nonfinite=lc.get("skip_nonfinite", False), check_labels=lc.get("check_labels", True))
+    if lc.get("kind", "naca") == "sbp":
+        learner = SBP(model, **{k: v for k, v in lc.items() if k in SBP_ARGS})
+    else:
+        learner = NACA(model, lr=lc.get("lr", 1e-3), lam=lc.get("lam", 0.5), theta=lc.get("theta", 1.2),
+                       optimizer=_optimizer(model, lc), streaming=lc.get("streaming", True),
+                       skip_nonfinite=lc.get("skip_nonfinite", False), check_labels=lc.get("check_labels", True),
+                       all_steps=lc.get("all_steps", True), membrane_chain=lc.get("membrane_chain", False),
+                       hidden_only=lc.get("hidden_only", False))
     logits = [learner.step(x, y).clone() for x, y in zip(case["x"], case["y"])]
     return built, model.state_dict(), logits, learner
 
@@ -188,3 +203,74 @@ def test_skip_nonfinite_skips_the_same_step(tmp_path):
     args = {"in_features": 20, "hidden": [16], "num_classes": 4, "seed": 1}
     out = _check(_case("mlp", args, {"lr": 0.1, "skip_nonfinite": True}, xs, ys, init_seed=9), tmp_path)
     assert out["skipped_steps"] == 1
+
+
+# ---- spiking models and SBP ---------------------------------------------------------------------
+
+SPIKING = {"in_features": 12, "hidden": [10, 8], "num_classes": 4, "T": 6, "seed": 3, "init_gain": 2.5}
+
+SPIKING_RULES = {
+    "all_steps": ({}, {}),
+    "last_step": ({}, {"all_steps": False}),
+    # the authors' class-incremental SNN: sigmoid current, lens 0.2, an output bias only
+    "membrane_chain": ({"current": "sigmoid", "lens": 0.2, "bias": False, "output_bias": True, "init_gain": 1.0},
+                       {"membrane_chain": True}),
+    "stp_unstreamed": ({"stp": True}, {"streaming": False}),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(SPIKING_RULES))
+def test_spiking_mlp_rules_in_place_sgd_bitwise(tmp_path, rule):
+    model_args, learner = SPIKING_RULES[rule]
+    xs, ys = _batches((3, 4), 4, [8, 8, 8, 5, 8], seed=7)
+    _check(_case("spiking_mlp", {**SPIKING, **model_args}, {"lr": 0.05, "lam": 0.45, **learner}, xs, ys,
+                 init_seed=12), tmp_path)
+
+
+def test_spiking_mlp_unchecked_labels_bitwise(tmp_path):
+    # check_labels=False: an out-of-range label gets a zero signal in every layer (the valid mask)
+    xs, ys = _batches((12,), 4, [6, 6, 6], seed=8)
+    ys[1][2], ys[2][0] = 4, -1
+    _check(_case("spiking_mlp", SPIKING, {"lr": 0.05, "check_labels": False}, xs, ys, init_seed=13), tmp_path)
+
+
+def test_spiking_mlp_sgd_momentum_bitwise(tmp_path):
+    xs, ys = _batches((12,), 4, [8] * 4, seed=9)
+    learner = {"optimizer": "sgd", "opt_lr": 0.05, "momentum": 0.9, "all_steps": False}
+    _check(_case("spiking_mlp", SPIKING, learner, xs, ys, init_seed=14), tmp_path)
+
+
+def test_spiking_mlp_adam_within_1e6(tmp_path):
+    xs, ys = _batches((12,), 4, [8] * 4, seed=10)
+    learner = {"optimizer": "adam", "opt_lr": 1e-2, "membrane_chain": True}
+    _check(_case("spiking_mlp", {**SPIKING, "current": "sigmoid", "lens": 0.2}, learner, xs, ys, init_seed=15),
+           tmp_path, exact=False)
+
+
+SBP_CASES = {
+    "snn_contrastive": ("sbp_snn", {"percentage": 0.5, "seed": 2}),
+    "snn_relaxed_symmetric": ("sbp_snn", {"relax_steps": 4, "eps": 0.4, "local_rule": "symmetric", "lr": 0.5}),
+    "ann_contrastive": ("sbp_ann", {"percentage": 0.5, "seed": 1, "alpha": (0.2, 0.1)}),
+    "ann_relaxed_differential": ("sbp_ann", {"relax_steps": 3, "local_rule": "differential", "fraction": 0.3}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SBP_CASES))
+def test_sbp_bitwise(tmp_path, name):
+    kind, learner = SBP_CASES[name]
+    args = {"in_features": 12, "hidden": 9, "num_classes": 4, "seed": 5}
+    if kind == "sbp_snn":
+        args.update(T=6, init_gain=2.5)
+    xs, ys = _batches((12,), 4, [8, 8, 5, 8], seed=11)
+    _check(_case(kind, args, {"kind": "sbp", **learner}, xs, ys, init_seed=16), tmp_path)
+
+
+def test_hidden_only_stage_bitwise(tmp_path):
+    # a pipeline stage before the last: hidden layers, no output layer, trained on the labels
+    stage = {"num_classes": 5, "layers": [
+        {"type": "flatten"},
+        {"type": "linear", "in": 24, "out": 16, "activation": "tanh", "seed": 4},
+        {"type": "linear", "in": 16, "out": 12, "activation": "sigmoid", "seed": 5},
+    ]}
+    xs, ys = _batches((4, 6), 5, [8, 8, 5], seed=12)
+    _check(_case("sequential", stage, {"lr": 0.05, "hidden_only": True}, xs, ys, init_seed=17), tmp_path)

@@ -43,6 +43,17 @@ torch::nn::Sequential mlp(int64_t in_features, const std::vector<int64_t>& hidde
   return seq;
 }
 
+torch::nn::Sequential sbp_ann(int64_t in_features, int64_t hidden, int64_t num_classes,
+                              const SBPANNOptions& options) {
+  check_min("sbp_ann", "hidden", hidden, 1);
+  return mlp(in_features, {hidden}, num_classes,
+             MLPOptions()
+                 .activation(options.activation())
+                 .seed(options.seed())
+                 .bias(options.bias())
+                 .output_bias(options.output_bias()));
+}
+
 torch::nn::Sequential conv_net(const std::vector<int64_t>& in_shape, int64_t num_classes,
                                const ConvNetOptions& options) {
   const char* who = "conv_net";

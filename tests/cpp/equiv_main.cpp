@@ -4,11 +4,13 @@
 //
 //   naca_equiv <case.pt> <result.pt>
 //
-// case.pt (torch.save of a dict): "kind" (the builder: "mlp", "conv_net", "sequential"),
-// "args" (the builder's arguments), "init_seed" (torch::manual_seed before building),
-// "learner" (lr, lam, theta, optimizer: "none" | "sgd" | "adam", opt_lr, momentum, streaming,
-// skip_nonfinite, check_labels), "state" (name -> tensor, loaded before training), "x", "y"
-// (the batches). result.pt (torch::pickle_save): "built" (the state as built from init_seed),
+// case.pt (torch.save of a dict): "kind" (the builder: "mlp", "conv_net", "sequential",
+// "spiking_mlp", "sbp_snn", "sbp_ann"), "args" (the builder's arguments), "init_seed"
+// (torch::manual_seed before building), "learner" ("kind": "naca" (default) or "sbp"; NACA: lr,
+// lam, theta, optimizer: "none" | "sgd" | "adam", opt_lr, momentum, streaming, skip_nonfinite,
+// check_labels, all_steps, membrane_chain, hidden_only; SBP: lr, fraction, percentage, seed,
+// beta, alpha, relax_steps, eps, local_rule, skip_nonfinite), "state" (name -> tensor, loaded
+// before training), "x", "y" (the batches). result.pt (torch::pickle_save): "built" (the state as built from init_seed),
 // "state" (after training), "logits" (per step), "steps", "skipped_steps".
 // Each further kind of model is one more branch in build().
 #include <naca/naca.h>
@@ -55,7 +57,9 @@ std::optional<bool> opt_bool(const Dict& d, const std::string& key) {
 
 std::vector<int64_t> ints(const c10::IValue& v) {
   std::vector<int64_t> out;
-  if (v.isTuple()) {
+  if (v.isInt()) {
+    out.push_back(v.toInt());
+  } else if (v.isTuple()) {
     for (const auto& e : v.toTupleRef().elements()) out.push_back(e.toInt());
   } else {
     for (const auto& e : v.toListRef()) out.push_back(e.toInt());
@@ -63,7 +67,51 @@ std::vector<int64_t> ints(const c10::IValue& v) {
   return out;
 }
 
+std::vector<double> doubles(const c10::IValue& v) {
+  std::vector<double> out;
+  if (v.isTuple()) {
+    for (const auto& e : v.toTupleRef().elements()) out.push_back(e.toDouble());
+  } else {
+    for (const auto& e : v.toListRef()) out.push_back(e.toDouble());
+  }
+  return out;
+}
+
+naca::models::SpikingMLPOptions spiking_options(const Dict& a) {
+  return naca::models::SpikingMLPOptions()
+      .T(get<int64_t>(a, "T", 20))
+      .seed(opt_int(a, "seed"))
+      .decay(get<double>(a, "decay", 0.2))
+      .threshold(get<double>(a, "threshold", 0.5))
+      .lens(get<double>(a, "lens", 0.5))
+      .surrogate(get<bool>(a, "surrogate", true))
+      .slope(get<double>(a, "slope", 5.0))
+      .init_gain(get<double>(a, "init_gain", 1.0))
+      .ni_init(get<std::string>(a, "ni_init", "uniform"))
+      .stp(get<bool>(a, "stp", false))
+      .current(get<std::string>(a, "current", "linear"))
+      .bias(get<bool>(a, "bias", true))
+      .output_bias(opt_bool(a, "output_bias"));
+}
+
 torch::nn::Sequential build(const std::string& kind, const Dict& a) {
+  if (kind == "spiking_mlp") {
+    return naca::models::spiking_mlp(get<int64_t>(a, "in_features", 0), ints(field(a, "hidden")),
+                                     get<int64_t>(a, "num_classes", 0), spiking_options(a));
+  }
+  if (kind == "sbp_snn") {
+    return naca::models::sbp_snn(get<int64_t>(a, "in_features", 0), get<int64_t>(a, "hidden", 0),
+                                 get<int64_t>(a, "num_classes", 0), spiking_options(a));
+  }
+  if (kind == "sbp_ann") {
+    return naca::models::sbp_ann(get<int64_t>(a, "in_features", 0), get<int64_t>(a, "hidden", 0),
+                                 get<int64_t>(a, "num_classes", 0),
+                                 naca::models::SBPANNOptions()
+                                     .activation(get<std::string>(a, "activation", "sigmoid"))
+                                     .seed(opt_int(a, "seed"))
+                                     .bias(get<bool>(a, "bias", true))
+                                     .output_bias(opt_bool(a, "output_bias")));
+  }
   if (kind == "mlp") {
     return naca::models::mlp(get<int64_t>(a, "in_features", 0), ints(field(a, "hidden")),
                              get<int64_t>(a, "num_classes", 0),
@@ -154,37 +202,62 @@ int main(int argc, char** argv) try {
   load_state(*model, field(c, "state").toGenericDict());
 
   const Dict l = field(c, "learner").toGenericDict();
-  const std::string opt = get<std::string>(l, "optimizer", "none");
-  std::shared_ptr<torch::optim::Optimizer> optimizer;
-  if (opt == "adam") {
-    optimizer = std::make_shared<torch::optim::Adam>(model->parameters(),
-                                                      torch::optim::AdamOptions(get<double>(l, "opt_lr", 1e-3)));
-  } else if (opt == "sgd") {
-    optimizer = std::make_shared<torch::optim::SGD>(
-        model->parameters(),
-        torch::optim::SGDOptions(get<double>(l, "opt_lr", 1e-3)).momentum(get<double>(l, "momentum", 0.0)));
-  } else if (opt != "none") {
-    throw std::runtime_error("naca_equiv: unknown optimizer '" + opt + "'");
-  }
-  naca::learn::NACA learner(model, naca::learn::NACAOptions()
-                                       .lr(get<double>(l, "lr", 1e-3))
-                                       .lam(get<double>(l, "lam", 0.5))
-                                       .theta(get<double>(l, "theta", 1.2))
-                                       .optimizer(optimizer)
-                                       .streaming(get<bool>(l, "streaming", true))
-                                       .skip_nonfinite(get<bool>(l, "skip_nonfinite", false))
-                                       .check_labels(get<bool>(l, "check_labels", true)));
   const auto xs = field(c, "x").toListRef();
   const auto ys = field(c, "y").toListRef();
   c10::List<at::Tensor> logits;
-  for (size_t i = 0; i < xs.size(); ++i) logits.push_back(learner.step(xs[i].toTensor(), ys[i].toTensor()));
+  int64_t steps = 0, skipped = 0;
+  if (get<std::string>(l, "kind", "naca") == "sbp") {
+    naca::learn::SBPOptions o;
+    auto lr = l.find("lr");
+    if (lr != l.end() && !lr->value().isNone()) o.lr(lr->value().toDouble());
+    if (l.contains("alpha")) o.alpha(doubles(field(l, "alpha")));
+    o.fraction(get<double>(l, "fraction", 0.2))
+        .percentage(get<double>(l, "percentage", 1.0))
+        .seed(get<int64_t>(l, "seed", 0))
+        .beta(get<double>(l, "beta", 0.5))
+        .relax_steps(get<int64_t>(l, "relax_steps", 0))
+        .eps(get<double>(l, "eps", 0.5))
+        .local_rule(get<std::string>(l, "local_rule", "contrastive"))
+        .skip_nonfinite(get<bool>(l, "skip_nonfinite", false));
+    naca::learn::SBP learner(model, o);
+    for (size_t i = 0; i < xs.size(); ++i) logits.push_back(learner.step(xs[i].toTensor(), ys[i].toTensor()));
+    steps = learner.steps();
+    skipped = learner.skipped_steps();
+  } else {
+    const std::string opt = get<std::string>(l, "optimizer", "none");
+    std::shared_ptr<torch::optim::Optimizer> optimizer;
+    if (opt == "adam") {
+      optimizer = std::make_shared<torch::optim::Adam>(model->parameters(),
+                                                        torch::optim::AdamOptions(get<double>(l, "opt_lr", 1e-3)));
+    } else if (opt == "sgd") {
+      optimizer = std::make_shared<torch::optim::SGD>(
+          model->parameters(),
+          torch::optim::SGDOptions(get<double>(l, "opt_lr", 1e-3)).momentum(get<double>(l, "momentum", 0.0)));
+    } else if (opt != "none") {
+      throw std::runtime_error("naca_equiv: unknown optimizer '" + opt + "'");
+    }
+    naca::learn::NACA learner(model, naca::learn::NACAOptions()
+                                         .lr(get<double>(l, "lr", 1e-3))
+                                         .lam(get<double>(l, "lam", 0.5))
+                                         .theta(get<double>(l, "theta", 1.2))
+                                         .optimizer(optimizer)
+                                         .streaming(get<bool>(l, "streaming", true))
+                                         .skip_nonfinite(get<bool>(l, "skip_nonfinite", false))
+                                         .check_labels(get<bool>(l, "check_labels", true))
+                                         .all_steps(get<bool>(l, "all_steps", true))
+                                         .membrane_chain(get<bool>(l, "membrane_chain", false))
+                                         .hidden_only(get<bool>(l, "hidden_only", false)));
+    for (size_t i = 0; i < xs.size(); ++i) logits.push_back(learner.step(xs[i].toTensor(), ys[i].toTensor()));
+    steps = learner.steps();
+    skipped = learner.skipped_steps();
+  }
 
   c10::impl::GenericDict out(c10::StringType::get(), c10::AnyType::get());
   out.insert("built", built);
   out.insert("state", state_of(*model));
   out.insert("logits", logits);
-  out.insert("steps", learner.steps());
-  out.insert("skipped_steps", learner.skipped_steps());
+  out.insert("steps", steps);
+  out.insert("skipped_steps", skipped);
   const std::vector<char> data = torch::pickle_save(out);
   std::ofstream(argv[2], std::ios::binary).write(data.data(), static_cast<std::streamsize>(data.size()));
   return 0;

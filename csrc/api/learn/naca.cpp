@@ -3,6 +3,7 @@
 #include <naca/learn/naca.h>
 #include <naca/nn/conv.h>
 #include <naca/nn/linear.h>
+#include <naca/nn/spiking.h>
 #include <naca/ops.h>
 
 #include <ATen/ATen.h>
@@ -60,14 +61,26 @@ std::optional<at::Tensor> opt(const at::Tensor& t) {
 // Restores the layers' recording state however the forward ends.
 struct RecordingScope {
   std::vector<nn::Recording*> layers;
+  std::vector<nn::NACASpikingLinearImpl*> spiking;
   ~RecordingScope() {
     for (auto* r : layers) {
       r->record_mode = nn::RecordMode::kOff;
       r->recorder = nullptr;
       r->record_slot = -1;
     }
+    for (auto* s : spiking) {
+      s->record = false;
+      s->sink = nullptr;
+    }
   }
 };
+
+std::string joined(const std::vector<std::string>& names, bool quote) {
+  std::ostringstream out;
+  for (size_t i = 0; i < names.size(); ++i)
+    out << (i ? ", " : "") << (quote ? "'" : "") << names[i] << (quote ? "'" : "");
+  return out.str();
+}
 
 }  // namespace
 
@@ -80,23 +93,28 @@ struct NACA::StepState {
   std::vector<std::pair<int64_t, std::vector<at::Tensor>>> kept;  // in call order
   std::vector<int64_t> written;  // the layers updated during the forward
   at::Tensor logits;             // set when a validating forward already ran
+  at::Tensor valid;  // spiking models, unchecked labels: (B, 1) bool, the labels in [0, N)
 };
 
 // The layer's own members (the registered parameters: loading a state_dict copies into them).
 at::Tensor NACA::Layer::weight() const {
+  if (spiking != nullptr) return spiking->weight;
   switch (kind) {
     case LayerKind::kLinear: return static_cast<nn::NACALinearImpl*>(recording)->weight;
     case LayerKind::kConv2d: return static_cast<nn::NACAConv2dImpl*>(recording)->weight;
     case LayerKind::kOutput: return static_cast<nn::NACAOutputImpl*>(recording)->weight;
+    default: break;
   }
   return {};
 }
 
 at::Tensor NACA::Layer::bias() const {
+  if (spiking != nullptr) return spiking->bias;
   switch (kind) {
     case LayerKind::kLinear: return static_cast<nn::NACALinearImpl*>(recording)->bias;
     case LayerKind::kConv2d: return static_cast<nn::NACAConv2dImpl*>(recording)->bias;
     case LayerKind::kOutput: return static_cast<nn::NACAOutputImpl*>(recording)->bias;
+    default: break;
   }
   return {};
 }
@@ -123,7 +141,7 @@ void NACA::init() {
   check_scalar("theta", options_.theta(), true, "");
 
   // The trained layers in module order (pre-order, each module once), the output layer last.
-  std::vector<Layer> hidden, outputs;
+  std::vector<Layer> hidden, outputs, s_hidden, s_outputs;
   std::unordered_set<const torch::nn::Module*> seen;
   for (const auto& item : model_->named_modules()) {
     const auto& m = item.value();
@@ -135,6 +153,10 @@ void NACA::init() {
       hidden.push_back({m, c, LayerKind::kConv2d, name});
     } else if (auto* o = dynamic_cast<nn::NACAOutputImpl*>(m.get())) {
       outputs.push_back({m, o, LayerKind::kOutput, name});
+    } else if (auto* s = dynamic_cast<nn::NACASpikingLinearImpl*>(m.get())) {
+      (s->options.is_output() ? s_outputs : s_hidden)
+          .push_back({m, nullptr, s->options.is_output() ? LayerKind::kSpikingOutput : LayerKind::kSpikingHidden,
+                      name, s});
     } else if (dynamic_cast<nn::Recording*>(m.get()) != nullptr) {
       // Another kind of trained layer (its rule is not one of this learner's): a further kind
       // joins LayerKind, is recognised here and gets its update in write_update.
@@ -142,36 +164,60 @@ void NACA::init() {
       m->pretty_print(what);
       TORCH_CHECK(false, kWho, ": the model's module '", name, "' (", what.str(),
                   ") is a layer this learner does not train; it trains NACALinear, NACAConv2d and one "
-                  "NACAOutput");
+                  "NACAOutput, or NACASpikingLinear layers");
     }
   }
-  std::vector<std::string> unbounded;
-  for (const auto& l : hidden) {
-    const std::string& act = l.kind == LayerKind::kLinear
-                                 ? static_cast<nn::NACALinearImpl*>(l.recording)->options.activation()
-                                 : static_cast<nn::NACAConv2dImpl*>(l.recording)->options.activation();
-    const auto& ok = nn::naca_activations();
-    if (std::find(ok.begin(), ok.end(), act) == ok.end()) unbounded.push_back(l.name + " (" + act + ")");
+  spiking_ = !s_hidden.empty() || !s_outputs.empty();
+  if (spiking_) {
+    const size_t ann = hidden.size() + outputs.size();
+    TORCH_CHECK(ann == 0, kWho, ": argument 'model' mixes spiking (NACASpikingLinear) and non-spiking NACA "
+                "layers (", ann, " NACALinear / NACAConv2d / NACAOutput), which is not supported");
+    hidden = std::move(s_hidden);
+    outputs = std::move(s_outputs);
+  } else {
+    TORCH_CHECK(!options_.membrane_chain(), kWho, ": argument 'membrane_chain' expected false for a model "
+                "without NACASpikingLinear layers (the membrane chain is a spiking rule), got true");
+    std::vector<std::string> unbounded;
+    for (const auto& l : hidden) {
+      const std::string& act = l.kind == LayerKind::kLinear
+                                   ? static_cast<nn::NACALinearImpl*>(l.recording)->options.activation()
+                                   : static_cast<nn::NACAConv2dImpl*>(l.recording)->options.activation();
+      const auto& ok = nn::naca_activations();
+      if (std::find(ok.begin(), ok.end(), act) == ok.end()) unbounded.push_back(l.name + " (" + act + ")");
+    }
+    if (!unbounded.empty()) {
+      TORCH_WARN(kWho, ": the hidden rule has no fixed point for unbounded activations, whose activity grows "
+                 "without limit until the output layer saturates and stops learning: ", joined(unbounded, false),
+                 ". Use 'tanh' or 'sigmoid'; see docs/activations.md");
+    }
   }
-  if (!unbounded.empty()) {
-    std::ostringstream names;
-    for (size_t i = 0; i < unbounded.size(); ++i) names << (i ? ", " : "") << unbounded[i];
-    TORCH_WARN(kWho, ": the hidden rule has no fixed point for unbounded activations, whose activity grows "
-               "without limit until the output layer saturates and stops learning: ", names.str(),
-               ". Use 'tanh' or 'sigmoid'; see docs/activations.md");
+  if (options_.hidden_only()) {
+    TORCH_CHECK(outputs.empty() && !hidden.empty(), kWho, ": argument 'hidden_only' (true) expected a model with "
+                "hidden layers and no output layer, found ", hidden.size(), " hidden and ", outputs.size(),
+                " output");
+  } else if (spiking_) {
+    TORCH_CHECK(outputs.size() == 1, kWho, ": argument 'model' expected exactly one NACASpikingLinear with "
+                "is_output=true (a spiking model's output layer), found ", outputs.size());
+  } else {
+    TORCH_CHECK(outputs.size() == 1, kWho, ": argument 'model' expected exactly one NACAOutput layer, found ",
+                outputs.size());
   }
-  TORCH_CHECK(outputs.size() == 1, kWho, ": argument 'model' expected exactly one NACAOutput layer, found ",
-              outputs.size());
-  num_classes_ = static_cast<nn::NACAOutputImpl*>(outputs[0].recording)->options.num_classes();
+  const auto classes = [](const Layer& l) -> int64_t {
+    if (l.spiking != nullptr) return l.spiking->options.num_classes();
+    switch (l.kind) {
+      case LayerKind::kLinear: return static_cast<nn::NACALinearImpl*>(l.recording)->options.num_classes();
+      case LayerKind::kConv2d: return static_cast<nn::NACAConv2dImpl*>(l.recording)->options.num_classes();
+      default: return static_cast<nn::NACAOutputImpl*>(l.recording)->options.num_classes();
+    }
+  };
+  num_classes_ = classes(outputs.empty() ? hidden[0] : outputs[0]);
   for (const auto& l : hidden) {
-    const int64_t n = l.kind == LayerKind::kLinear
-                          ? static_cast<nn::NACALinearImpl*>(l.recording)->options.num_classes()
-                          : static_cast<nn::NACAConv2dImpl*>(l.recording)->options.num_classes();
-    TORCH_CHECK(n == num_classes_, kWho, ": hidden layer '", l.name, "' has num_classes=", n,
-                " but the output layer has ", num_classes_);
+    const int64_t n = classes(l);
+    TORCH_CHECK(n == num_classes_, kWho, ": hidden layer '", l.name, "' has num_classes=", n, " but the ",
+                outputs.empty() ? "first hidden" : "output", " layer has ", num_classes_);
   }
   layers_ = std::move(hidden);
-  layers_.push_back(outputs[0]);
+  if (!outputs.empty()) layers_.push_back(outputs[0]);
 
   // Every trainable parameter belongs to a trained layer (none would silently never learn).
   std::unordered_set<const void*> owned;
@@ -246,6 +292,8 @@ std::vector<int64_t> NACA::signature(const at::Tensor& x, const at::Tensor& y, b
   key.push_back(into_grad);
   key.push_back(bits(options_.lam()));
   key.push_back(bits(options_.theta()));
+  key.push_back(options_.all_steps());
+  key.push_back(options_.membrane_chain());
   for (const auto& l : layers_) push_tensor_meta(key, l.weight());
   return key;
 }
@@ -302,6 +350,9 @@ std::vector<at::Tensor> NACA::trained_params() const {
 
 void NACA::prepare(StepState& st, const at::Tensor& x, const at::Tensor& y) {
   if (!model_->is_training()) model_->train();
+  // Unchecked labels on a spiking model: a sample whose label is out of range gets a zero
+  // signal in every layer (f(NL) of its zero NL row is not zero, hence the mask).
+  if (spiking_ && !options_.check_labels()) st.valid = ((y >= 0) & (y < num_classes_)).unsqueeze(1);
   const size_t n = layers_.size();
   st.counts.assign(n, 0);
   auto key = signature(x, y, st.into_grad);
@@ -338,6 +389,14 @@ void NACA::prepare(StepState& st, const at::Tensor& x, const at::Tensor& y) {
 at::Tensor NACA::forward(StepState& st, const at::Tensor& x) {
   RecordingScope scope;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    if (nn::NACASpikingLinearImpl* s = layers_[i].spiking) {
+      scope.spiking.push_back(s);
+      s->record = true;
+      s->sink = [this, slot = static_cast<int64_t>(i)](nn::NACASpikingLinearImpl& layer, nn::SpikingRecord r) {
+        on_forward(slot, layer, {std::move(r.pre_spikes), std::move(r.voltages), std::move(r.spikes)});
+      };
+      continue;
+    }
     nn::Recording* r = layers_[i].recording;
     scope.layers.push_back(r);
     r->record_mode = nn::RecordMode::kOutput;
@@ -402,6 +461,40 @@ std::string NACA::partial(const StepState& st, const std::string& message) const
   return out.str();
 }
 
+// The spiking layers' rules (torch_plugin/learn/stream.py, _spiking_update): saved is (input
+// spikes (T, B, I), voltages (T, B, H), spikes (T, B, H)).
+void NACA::write_spiking_update(const nn::NACASpikingLinearImpl& layer, bool is_output,
+                                const std::vector<at::Tensor>& saved, const StepState& st, const at::Tensor& w,
+                                const std::optional<at::Tensor>& b) const {
+  const at::Tensor& pre = saved.at(0);
+  const at::Tensor& volts = saved.at(1);
+  const at::Tensor& spikes = saved.at(2);
+  at::Tensor signal;
+  bool all_steps = true;
+  if (is_output) {  // its rate error, from every step
+    const int64_t n = layer.options.num_classes();
+    if (!st.valid.defined()) {
+      signal = spikes.mean(0) - at::one_hot(st.y, n).to(spikes.scalar_type());
+    } else {  // no one_hot (a device assert on CUDA for a bad label)
+      const at::Tensor target = st.y.unsqueeze(1) == at::arange(n, st.y.options());
+      signal = (spikes.mean(0) - target.to(spikes.scalar_type())) * st.valid;
+    }
+  } else {
+    signal = ops::modulation(ops::neuromodulator(st.y, layer.ni, /*check_labels=*/false), options_.lam(),
+                             options_.theta());
+    if (st.valid.defined()) signal = signal * st.valid;
+    all_steps = options_.all_steps();
+  }
+  if (options_.membrane_chain()) {
+    const auto& lif = layer.lif->options;
+    ops::naca_snn_chain_update_(w, b, pre, volts, spikes, signal, lif.decay(), lif.threshold(), layer.options.lens(),
+                                lif.reset(), layer.options.current(), st.lr);
+  } else {
+    ops::naca_snn_update_(w, b, pre, volts, spikes, signal, layer.threshold(), layer.options.lens(), st.lr,
+                          all_steps);
+  }
+}
+
 void NACA::write_update(const Layer& layer, const std::vector<at::Tensor>& saved, const StepState& st,
                         bool dry) const {
   at::NoGradGuard no_grad;
@@ -415,6 +508,11 @@ void NACA::write_update(const Layer& layer, const std::vector<at::Tensor>& saved
   // The learner checked the labels' range already (check_labels), or they go unchecked.
   constexpr bool op_checks = false;
   switch (layer.kind) {
+    case LayerKind::kSpikingHidden:
+    case LayerKind::kSpikingOutput: {
+      write_spiking_update(*layer.spiking, layer.kind == LayerKind::kSpikingOutput, saved, st, w, b);
+      break;
+    }
     case LayerKind::kOutput: {
       const auto& o = static_cast<const nn::NACAOutputImpl&>(*layer.recording);
       ops::naca_output_update_(w, b, pre, out, st.y, st.lr, o.options.sigmoid_grad(), op_checks);

@@ -1,6 +1,7 @@
 // naca::learn::SBP (csrc/include/naca/learn/sbp.h), step for step as torch_plugin/learn/sbp.py.
 #include <naca/learn/sbp.h>
 
+#include <naca/nn/linear.h>
 #include <naca/nn/spiking.h>
 #include <naca/ops.h>
 
@@ -49,6 +50,9 @@ void check_only_these_train(const torch::nn::Sequential& model,
 struct SBP::Layers {
   // The SNN: two NACASpikingLinear layers, hidden then output.
   nn::NACASpikingLinear s_hidden{nullptr}, s_output{nullptr};
+  // The ANN: one NACALinear and one NACAOutput.
+  nn::NACALinear a_hidden{nullptr};
+  nn::NACAOutput a_output{nullptr};
   // Their (or the ANN layers') parameters.
   torch::Tensor w_in, b_in, w_out, b_out;
 };
@@ -83,9 +87,15 @@ SBP::SBP(torch::nn::Sequential model, SBPOptions options)
               "holder");
 
   std::vector<nn::NACASpikingLinear> spiking;
+  std::vector<nn::NACALinear> linear;
+  std::vector<nn::NACAOutput> outputs;
   for (const auto& m : model_->modules(/*include_self=*/false)) {
     if (auto s = std::dynamic_pointer_cast<nn::NACASpikingLinearImpl>(m)) {
       spiking.emplace_back(s);
+    } else if (auto l = std::dynamic_pointer_cast<nn::NACALinearImpl>(m)) {
+      linear.emplace_back(l);
+    } else if (auto o = std::dynamic_pointer_cast<nn::NACAOutputImpl>(m)) {
+      outputs.emplace_back(o);
     }
   }
   auto& L = *layers_;
@@ -105,8 +115,17 @@ SBP::SBP(torch::nn::Sequential model, SBPOptions options)
     L.b_out = L.s_output->bias;
     trained = {L.s_hidden.get(), L.s_output.get()};
   } else {
-    TORCH_CHECK(false, "naca::SBP: argument 'model' expected two NACASpikingLinear layers (hidden, "
-                "then output), e.g. naca::models::sbp_snn; found none");
+    TORCH_CHECK(linear.size() == 1 && outputs.size() == 1, "naca::SBP: argument 'model' expected an ANN "
+                "with exactly one NACALinear and one NACAOutput (e.g. naca::models::sbp_ann) or an SNN with "
+                "two NACASpikingLinear layers (naca::models::sbp_snn); got ", linear.size(), " NACALinear and ",
+                outputs.size(), " NACAOutput layers");
+    L.a_hidden = linear[0];
+    L.a_output = outputs[0];
+    L.w_in = L.a_hidden->weight;
+    L.b_in = L.a_hidden->bias;
+    L.w_out = L.a_output->weight;
+    L.b_out = L.a_output->bias;
+    trained = {L.a_hidden.get(), L.a_output.get()};
   }
   lr_ = o.lr() ? *o.lr() : (spiking_ ? 1.0 : 10.0);
   TORCH_CHECK(L.w_out.size(1) == L.w_in.size(0), "naca::SBP: argument 'model' expected the output "
@@ -146,8 +165,8 @@ std::pair<torch::Tensor, SBPChanges> SBP::local_changes(const torch::Tensor& x,
   auto& L = *layers_;
   const double beta = options_.beta();
   torch::NoGradGuard no_grad;
-  torch::Tensor result, r_x, r_h, r_o, pre;
-  {
+  torch::Tensor result, r_x, r_h, r_o, pre, z_h;
+  if (spiking_) {
     auto hid = L.s_hidden, out = L.s_output;
     struct Recording {  // record during the forward only, and free what was kept after it
       nn::NACASpikingLinearImpl *h, *o;
@@ -167,6 +186,31 @@ std::pair<torch::Tensor, SBPChanges> SBP::local_changes(const torch::Tensor& x,
     r_x = pre.mean(0);
     r_h = hid->saved->spikes.mean(0);
     r_o = out->saved->spikes.mean(0);
+  } else {
+    auto hid = L.a_hidden;
+    auto out = L.a_output;
+    struct Recording {  // (input, z) during the forward only, and free what was kept after it
+      std::vector<nn::Recording*> layers;
+      ~Recording() {
+        for (auto* r : layers) {
+          r->record_mode = nn::RecordMode::kOff;
+          r->saved.clear();
+        }
+      }
+    } recording{{hid.get(), out.get()}};
+    for (auto* r : recording.layers) {
+      r->record_mode = nn::RecordMode::kPreact;  // the nudged phase needs z
+      r->recorder = nullptr;
+      r->saved.clear();
+    }
+    result = model_->forward(x);
+    TORCH_CHECK(!hid->saved.empty() && !out->saved.empty(), "naca::SBP: the hidden and output layers must "
+                "both run in the model's forward");
+    pre = hid->saved[0];
+    z_h = hid->saved[1];
+    r_x = pre;
+    r_h = nn::activate(z_h, hid->options.activation());
+    r_o = torch::sigmoid(out->saved[1]);
   }
   const auto target = torch::one_hot(y, n).to(r_o.scalar_type());
   const auto top_down = beta * (target - r_o);  // r_o^beta - r_o
@@ -180,11 +224,13 @@ std::pair<torch::Tensor, SBPChanges> SBP::local_changes(const torch::Tensor& x,
                                 options_.eps(), options_.relax_steps());
     r_hb = nn::homeostatic_relax(r_h, r_x, L.w_in, top_down, L.w_out, maybe(L.b_in),
                                  options_.eps(), options_.relax_steps());
-  } else {
+  } else if (spiking_) {
     const auto& lif = L.s_hidden->lif->options;
     const auto current = at::linear(pre, L.w_in, maybe(L.b_in)) + feedback.unsqueeze(0);
     r_hb = std::get<0>(naca::ops::lif_forward(current, lif.decay(), lif.threshold(), lif.reset()))
                .mean(0);
+  } else {
+    r_hb = nn::activate(z_h + feedback, L.a_hidden->options.activation());
   }
   SBPChanges sums;
   sums.w_out = local_change(r_h, r_hb, r_o, r_o + top_down);

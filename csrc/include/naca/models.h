@@ -30,6 +30,22 @@ struct MLPOptions {
 torch::nn::Sequential mlp(int64_t in_features, const std::vector<int64_t>& hidden, int64_t num_classes,
                           const MLPOptions& options = {});
 
+/// sbp_ann's options (the Python builder's): the hidden layer's activation ("sigmoid"), seed
+/// (its NI's seed; weights follow torch's default generator), bias (the hidden layer),
+/// output_bias (the output layer; none: as bias).
+struct SBPANNOptions {
+  TORCH_ARG(std::string, activation) = "sigmoid";
+  TORCH_ARG(std::optional<int64_t>, seed) = std::nullopt;
+  TORCH_ARG(bool, bias) = true;
+  TORCH_ARG(std::optional<bool>, output_bias) = std::nullopt;
+};
+
+/// The two-layer ANN for naca::learn::SBP: Flatten -> NACALinear(activation) of width
+/// `hidden` (>= 1) -> NACAOutput (logits); mlp with one hidden layer. SBP reads the output as
+/// sigmoid(logits); prediction is logits.argmax(1).
+torch::nn::Sequential sbp_ann(int64_t in_features, int64_t hidden, int64_t num_classes,
+                              const SBPANNOptions& options = {});
+
 /// conv_net's options: channels per conv block ({64, 128}), the hidden FC width (1000),
 /// activation, seed (conv block i draws its NI from seed + i, the FC layer from
 /// seed + channels.size()), bias, output_bias (none: as bias), kernel_size (odd, 3; the
