@@ -233,15 +233,30 @@ def stp_forward(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: flo
     as a differentiable loop of elementwise torch ops over T.
     """
     if _needs_grad(spikes) or not _fusable(spikes) or spikes.dim() == 0 or spikes.shape[0] == 0:
-        return _stp_torch(spikes, U, tau_f, tau_d, tau_s, A)
+        return stp_forward_torch(spikes, U, tau_f, tau_d, tau_s, A)
     # The op takes (T, B, N); any (T, ...) runs as (T, 1, prod(...)).
     seq = spikes if spikes.dim() == 3 else spikes.reshape(spikes.shape[0], 1, -1)
     return ops.stp_forward(seq.detach(), U, tau_f, tau_d, tau_s, A).view(spikes.shape)
 
 
-def _stp_torch(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0,
-               tau_s: float = 2.0, A: float = 1.0) -> Tensor:
-    """``stp_forward`` as elementwise torch ops in a loop over T (differentiable, any device/dtype)."""
+def stp_forward_torch(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0,
+                      tau_s: float = 2.0, A: float = 1.0) -> Tensor:
+    """``stp_forward`` as elementwise torch ops in a loop over T: differentiable, any device and dtype.
+
+    What ``stp_forward`` runs when ``spikes`` needs a gradient, and the loop the fused op is
+    measured against (``python -m torch_plugin.bench --sections snn``).
+
+    Args:
+        spikes (Tensor[T, ...]): presynaptic spikes (or graded input), time first.
+        U (float): utilisation increment.
+        tau_f (float): facilitation time constant, in steps.
+        tau_d (float): depression (recovery) time constant, in steps.
+        tau_s (float): synaptic current time constant, in steps.
+        A (float): synaptic efficacy.
+
+    Returns:
+        Tensor[T, ...]: the synaptic current, same shape, dtype and device as ``spikes``.
+    """
     u = torch.zeros_like(spikes[0])
     x = torch.ones_like(spikes[0])
     i_syn = torch.zeros_like(spikes[0])
@@ -304,11 +319,25 @@ def homeostatic_relax(s_h: Tensor, s_below: Tensor, w_below: Tensor, s_above: Op
     if not _needs_grad(s_h, drive) and _fusable(s_h, drive):
         state, drive = torch.broadcast_tensors(s_h.detach(), drive.detach())
         return ops.homeostatic_relax(state, drive, eps, iters)
-    return _relax_torch(s_h, drive, eps, iters)
+    return homeostatic_relax_torch(s_h, drive, eps, iters)
 
 
-def _relax_torch(s_h: Tensor, drive: Tensor, eps: float = 0.5, iters: int = 20) -> Tensor:
-    """The elementwise steps of ``homeostatic_relax`` as torch ops (differentiable, any device/dtype)."""
+def homeostatic_relax_torch(s_h: Tensor, drive: Tensor, eps: float = 0.5, iters: int = 20) -> Tensor:
+    """The elementwise steps of ``homeostatic_relax`` as torch ops: differentiable, any device and dtype.
+
+    ``iters`` times s_h <- clamp(s_h - eps (s_h - drive), 0, 1), with no early stop: what
+    ``homeostatic_relax`` runs when a gradient is needed, and the loop the fused
+    ``ops.homeostatic_relax`` is measured against (``python -m torch_plugin.bench --sections snn``).
+
+    Args:
+        s_h (Tensor[B, H]): the start state.
+        drive (Tensor[B, H]): the fixed input (bottom-up plus top-down, computed once); broadcasts with ``s_h``.
+        eps (float): step size.
+        iters (int): number of steps.
+
+    Returns:
+        Tensor[B, H]: the relaxed state.
+    """
     for _ in range(int(iters)):
         s_h = (s_h - eps * (s_h - drive)).clamp(0, 1)
     return s_h
