@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import _disable_current_modes
 
 from ..nn import NACAConv2d, NACALinear, NACAOutput, NACASpikingLinear
-from ..nn._common import warn_unsupported_naca_activations
+from ..nn.common import warn_unsupported_naca_activations
 from . import nonfinite, stream
 from .common import check_label_range, check_only_these_train, recording
 

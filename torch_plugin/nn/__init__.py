@@ -1,5 +1,5 @@
 """Drop-in layers whose weights the plugin's learners update with local rules."""
-from ._common import make_ni
+from .common import make_ni
 from .conv import NACAConv2d
 from .linear import NACALinear, NACAOutput
 from .spiking import (LIF, BernoulliEncoder, NACASpikingLinear, SpikeRate, STPSynapse, homeostatic_relax,

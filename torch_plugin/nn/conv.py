@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, check_pair, make_ni
+from .common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, check_pair, make_ni
 
 
 class NACAConv2d(Recording, nn.Conv2d):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, keep, make_ni
+from .common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, keep, make_ni
 
 
 class NACALinear(Recording, nn.Linear):

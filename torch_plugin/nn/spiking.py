@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from ._common import Recording, check_choice, check_int, check_layer_args, check_real, check_seed, keep, make_ni
+from .common import Recording, check_choice, check_int, check_layer_args, check_real, check_seed, keep, make_ni
 
 __all__ = [
     "LIF", "NACASpikingLinear", "BernoulliEncoder", "SpikeRate", "STPSynapse",
