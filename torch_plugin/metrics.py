@@ -1,4 +1,4 @@
-"""Metrics of the comparative studies (ALGORITHMS.md sections 1.6, 2.3, 3).
+"""Metrics of the comparative studies (docs/algorithms.md §1.6, §2.3, §3).
 
 Conventions:
 - Accuracy is a fraction in [0, 1].
@@ -151,7 +151,7 @@ def epochs_to_criterion(errors: Sequence[float], best_error: Optional[float] = N
 # ----------------------------------------------------------------------------- cost
 
 def multiplies_formula(method: str, m: int, n: int, k: int) -> Optional[int]:
-    """The papers' multiplies per sample for a one-hidden-layer net m-n-k (ALGORITHMS.md 1.6):
+    """The papers' multiplies per sample for a one-hidden-layer net m-n-k (docs/algorithms.md §1.6):
     NACA max(mn, km) + max(nk, kn); BP mn + n^2 + kn + nm. None for other methods."""
     if method == "naca":
         return max(m * n, k * m) + max(n * k, k * n)

@@ -105,7 +105,7 @@ def spiking_mlp(in_features: int, hidden, num_classes: int, T: int = 20, seed: O
     With a seed, the encoder draws its spikes from seed and hidden layer i its NI
     from seed + i (weights follow torch's RNG). init_gain scales the default
     nn.Linear weight init. LIF: decay 0.2, threshold 0.5, hard reset.
-    stp=True puts an ``STPSynapse`` (Tsodyks-Markram, ALGORITHMS.md 2.2 constants) between the
+    stp=True puts an ``STPSynapse`` (Tsodyks-Markram, docs/algorithms.md §2.2 constants) between the
     encoder and the first layer, which then integrates the short-term-plastic synaptic current
     of the input spikes (and its learner correlates with that current).
     current='sigmoid': every layer integrates sigmoid(W x_t + b) (the authors' class-incremental

@@ -140,7 +140,7 @@ def naca_output_update_(
 ) -> None:
     """The NACA output layer's own-error update, fused: weight -= lr * delta^T @ pre,
     bias -= lr * sum_b delta, with delta = e * sigmoid'(logits) (sigmoid_grad=True) or e,
-    e = sigmoid(logits) - onehot(labels) (MSE on sigmoid outputs, ALGORITHMS.md 1.2).
+    e = sigmoid(logits) - onehot(labels) (MSE on sigmoid outputs, docs/algorithms.md §1.2).
 
     weight: (N, I), bias: (N,) or None, pre: (B, I), logits: (B, N) = pre @ weight^T + bias,
     labels: (B,) int64. check_labels: as naca_hidden_update_ (False: a sample whose label
@@ -254,7 +254,7 @@ for _name in ("plasticity_update_", "naca_hidden_update_", "naca_output_update_"
 
 
 # ---------------------------------------------------------------------------
-# Spiking networks and SBP (ALGORITHMS.md 1.5, 2). T time steps, B batch,
+# Spiking networks and SBP (docs/algorithms.md §1.5, §2). T time steps, B batch,
 # I presynaptic and H postsynaptic neurons.
 # ---------------------------------------------------------------------------
 
@@ -424,10 +424,10 @@ def sbp_update_(
     alpha_in: float = 0.1,
     alpha_out: float = 0.05,
 ) -> None:
-    """SBP (ALGORITHMS.md 2.1): w_in += alpha_in * dW_in_final, w_out += alpha_out * dW_out_final.
+    """SBP (docs/algorithms.md §2.1): w_in += alpha_in * dW_in_final, w_out += alpha_out * dW_out_final.
 
     Orientation: (post, pre) like nn.Linear, i.e. the transpose of the (pre, post)
-    matrices of ALGORITHMS.md. w_in, dw_in: (H, I); w_out, dw_out: (O, H); dw_*
+    matrices of docs/algorithms.md §2.1. w_in, dw_in: (H, I); w_out, dw_out: (O, H); dw_*
     are the local changes (sign: to be added). mask: (H, I) bool/0-1 (lambda_p:
     which input synapses of each hidden unit receive the self-backpropagated
     spread; None = all, the authors' code). fraction: f = lambda_f. fraction=0

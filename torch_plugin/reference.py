@@ -1,5 +1,5 @@
 """Pure-PyTorch versions of every ``naca`` op, written straight from the equations
-of ALGORITHMS.md (no custom kernels). Tests compare the ops against these, and
+of docs/algorithms.md (no custom kernels). Tests compare the ops against these, and
 benchmarks use them as the baseline. They return new tensors instead of
 updating in place, and compute in float64 unless told otherwise.
 """
@@ -144,7 +144,7 @@ def naca_conv_update(
 
 
 # ---------------------------------------------------------------------------
-# Spiking networks and SBP (ALGORITHMS.md 1.5 and 2), step by step.
+# Spiking networks and SBP (docs/algorithms.md §1.5 and §2), step by step.
 # ---------------------------------------------------------------------------
 
 def lif_forward(current: Tensor, decay: float = 0.2, threshold: float = 0.5, reset: str = "hard",
@@ -245,7 +245,7 @@ def _norm(v: Tensor) -> Tensor:
 
 
 def sbp_update(w_in, w_out, dw_in, dw_out, mask=None, fraction=0.2, alpha_in=0.1, alpha_out=0.05):
-    """New (w_in, w_out). Written in ALGORITHMS.md's (pre, post) orientation on the transposes."""
+    """New (w_in, w_out). Written in docs/algorithms.md §2.1's (pre, post) orientation on the transposes."""
     f = fraction
 
     def lateral(dw):  # dw: (pre, post)
@@ -284,7 +284,7 @@ def stp(spikes: Tensor, U=0.45, tau_f=10.0, tau_d=2.0, tau_s=2.0, A=1.0) -> Tens
 
 def homeostatic_relax(s_h, s_below, w_below, s_above=None, w_above=None, b_h=None, eps=0.5, iters=20):
     """s_h <- clamp01(s_h - eps (s_h - s_below W_below - s_above W_above^T - b_h)), recomputed each
-    iteration; the (pre, post) matrices of ALGORITHMS.md are W_below = w_below.t(), W_above = w_above.t()."""
+    iteration; the (pre, post) matrices of docs/algorithms.md §2.1 are W_below = w_below.t(), W_above = w_above.t()."""
     for _ in range(iters):
         big_w_below, big_w_above = w_below.t(), None if w_above is None else w_above.t()
         drive = s_below @ big_w_below

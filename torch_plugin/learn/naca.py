@@ -58,7 +58,7 @@ class NACA:
     backprop sums their gradients), each computed from the weights the forward
     used; its calls are kept until the forward ends.
 
-    Spiking models (ALGORITHMS.md 1.5): when the trainable layers are
+    Spiking models (docs/algorithms.md §1.5): when the trainable layers are
     ``NACASpikingLinear`` (e.g. ``models.spiking_mlp``), the hidden ones learn
     with ``ops.naca_snn_update_`` modulated by f(E[y] NI), and the one with
     ``is_output=True`` by its rate error mean_t(s_t) - onehot(y); the model's

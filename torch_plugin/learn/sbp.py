@@ -1,6 +1,6 @@
 """The SBP learner: local contrastive plasticity of a three-layer SNN (or a
 two-layer ANN) plus self-backpropagation of the synaptic modifications
-(ALGORITHMS.md 2.1, ``ops.sbp_update_``). No backward()."""
+(docs/algorithms.md §2.1, ``ops.sbp_update_``). No backward()."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -38,7 +38,7 @@ class SBP:
          or activities (ANN: act(z_h), sigmoid(z_o)) of input r_x, hidden r_h, output r_o;
       2. nudged phase: output r_o^beta = r_o + beta (onehot(y) - r_o); the hidden layer
          re-runs with the extra top-down current (r_o^beta - r_o) @ W_out (the
-         linearised symmetric feedback s_above W_above^T of ALGORITHMS.md 2.2; with
+         linearised symmetric feedback s_above W_above^T of docs/algorithms.md §2.2; with
          ``relax_steps > 0`` the hidden state (ANN: activities, SNN: rates) instead relaxes
          by ``homeostatic_relax`` with that top-down input);
       3. local changes (post, pre): dW_out = (r_o^beta - r_o)^T r_h / (beta B),
@@ -69,7 +69,7 @@ class SBP:
         seed: seed of the lambda_p mask.
         beta: nudging strength in (0, 1] (0.5; 1 moves the output onto the target).
         alpha: (alpha_in, alpha_out) = (0.1, 0.05), each >= 0.
-        relax_steps, eps: homeostatic membrane-potential relaxation (ALGORITHMS.md 2.2) of the
+        relax_steps, eps: homeostatic membrane-potential relaxation (docs/algorithms.md §2.2) of the
             hidden state (ANN: activities; SNN: rates): ``relax_steps`` iterations of step eps,
             the free phase from the forward's state with the bottom-up drive, the nudged phase
             from the relaxed free state with the top-down drive added (in place of re-running
@@ -81,7 +81,7 @@ class SBP:
             as in their ANN code (rho = clip(s, 0, 1)), the drive is fixed, so the free phase
             converges to clamp01(W x + b) even where the forward used another activation.
             eps in (0, 1] (a step of 1 jumps to the drive).
-        local_rule: the local change of step 3 (ALGORITHMS.md 2.1), for each matrix with its
+        local_rule: the local change of step 3 (docs/algorithms.md §2.1), for each matrix with its
             (pre, post) rates of the free (0) and nudged (b) phases, divided by beta B:
             'contrastive' (default, the authors' code): (post_b - post_0)^T pre_0;
             'symmetric' (symmetric STDP): post_b^T pre_b - post_0^T pre_0;

@@ -65,7 +65,7 @@ class NACAOutput(Recording, nn.Linear):
     (MSE on sigmoid outputs): with ``sigmoid_grad=True`` the delta is
     e * sigmoid'(z) (the authors' classification and class-incremental codes, which
     backpropagate the MSE error through the output sigmoid), with False it is e
-    alone (ALGORITHMS.md 1.4's reading of the class-incremental code). Prediction is ``z.argmax(1)``; for backprop the
+    alone (docs/algorithms.md §1.4's reading of the class-incremental code). Prediction is ``z.argmax(1)``; for backprop the
     logits go to any loss (cross-entropy by default in the comparisons). num_classes >= 2,
     as for the hidden layers.
     Shapes: input (B, in_features) -> logits (B, num_classes).

@@ -1,4 +1,4 @@
-"""Spiking layers (ALGORITHMS.md 1.5 and 2.2): multi-step LIF neurons, a spiking
+"""Spiking layers (docs/algorithms.md §1.5 and §2.2): multi-step LIF neurons, a spiking
 linear layer NACA can train, a seeded Bernoulli rate encoder, a spike-rate
 readout, Tsodyks-Markram short-term plasticity and the homeostatic
 membrane-potential relaxation used by SBP.
@@ -274,7 +274,7 @@ class STPSynapse(nn.Module):
 
     Put it between a spike source and a spiking layer to give the layer
     depressing/facilitating synapses (U 0.45, tau_f 10, tau_d 2, tau_s 2, as
-    ALGORITHMS.md 2.2). Each sequence starts from u = 0, x = 1, I = 0 and the
+    docs/algorithms.md §2.2). Each sequence starts from u = 0, x = 1, I = 0 and the
     filter acts on the presynaptic spikes, before W; the authors' MATLAB code
     (snntrain.m, snn_lif.m) starts from u = 0.1, x = 1, I = 0.1, keeps the state
     across batches and filters each postsynaptic neuron's input current, after W.
@@ -302,7 +302,7 @@ class STPSynapse(nn.Module):
 def homeostatic_relax(s_h: Tensor, s_below: Tensor, w_below: Tensor, s_above: Optional[Tensor] = None,
                       w_above: Optional[Tensor] = None, b_h: Optional[Tensor] = None, eps: float = 0.5,
                       iters: int = 20) -> Tensor:
-    """Homeostatic membrane-potential relaxation of a hidden layer (ALGORITHMS.md 2.2).
+    """Homeostatic membrane-potential relaxation of a hidden layer (docs/algorithms.md §2.2).
 
     Repeats ``iters`` times s_h <- rho(s_h - eps (s_h - s_below W_below - s_above W_above^T - b_h)),
     rho = clamp to [0, 1]. Orientation (post, pre) as nn.Linear: w_below (H, I),
