@@ -187,7 +187,20 @@ class NACA:
         return (self.hidden[0] if self.output is None else self.output).num_classes
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One NACA training step on a batch: x (B, ...), y (B,) int64 labels. Returns the logits."""
+        """One NACA training step on a batch: the forward under ``torch.no_grad()``, each layer's
+        update in place (see the class).
+
+        Args:
+            x (Tensor[B, ...]): the model's input (spiking models: what their encoder takes).
+            y (Tensor[B]): int64 labels in [0, N).
+
+        Returns:
+            Tensor[B, N]: the logits (spiking models: the output firing rates; ``hidden_only``: the
+            model's output activations), computed before the update.
+
+        Raises:
+            ValueError: bad labels or inputs (nothing is written).
+        """
         return self._step(x, y, self._check_inputs(x, y))
 
     def _step(self, x: Tensor, y: Tensor, op_checks: bool) -> Tensor:

@@ -152,7 +152,15 @@ class SBP:
         return self.output.weight.shape[0]
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One SBP step on a batch: x (B, ...), y (B,) int64 labels."""
+        """One SBP step on a batch: ``local_changes`` then ``apply_changes``.
+
+        Args:
+            x (Tensor[B, ...]): the model's input.
+            y (Tensor[B]): int64 labels in [0, N).
+
+        Returns:
+            Tensor[B, N]: the free-phase output (spiking: the output rates), before the update.
+        """
         result, sums = self.local_changes(x, y)
         self.apply_changes(sums, x.shape[0])
         self.steps += 1
