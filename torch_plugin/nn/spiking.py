@@ -245,15 +245,23 @@ class BernoulliEncoder(nn.Module):
         super().__init__()
         self.T = check_int("BernoulliEncoder", "T", T, 1)
         self.seed = check_seed("BernoulliEncoder", seed)
-        self._gens: dict[str, torch.Generator] = {}
+        # The per-device generators made so far, by str(device); a checkpoint saves and restores them.
+        self.generators: dict[str, torch.Generator] = {}
 
-    def _generator(self, device: torch.device) -> Optional[torch.Generator]:
+    def generator(self, device: torch.device) -> Optional[torch.Generator]:
+        """The generator the draws on ``device`` come from, made from the seed at first use (None
+        without a seed: torch's global RNG)."""
         if self.seed is None:
             return None
         key = str(device)
-        if key not in self._gens:
-            self._gens[key] = torch.Generator(device=device).manual_seed(int(self.seed))
-        return self._gens[key]
+        if key not in self.generators:
+            self.generators[key] = torch.Generator(device=device).manual_seed(int(self.seed))
+        return self.generators[key]
+
+    def reseed(self, seed: Optional[int]) -> None:
+        """A new seed; the generators are made again from it at their next use."""
+        self.seed = check_seed("BernoulliEncoder", seed)
+        self.generators.clear()
 
     def forward(self, x: Tensor) -> Tensor:
         """Draws the spikes.
@@ -265,7 +273,7 @@ class BernoulliEncoder(nn.Module):
             Tensor[T, B, prod(...)]: spikes, x's dtype.
         """
         x = x.reshape(x.shape[0], math.prod(x.shape[1:])).clamp(0, 1)  # (not -1: B may be 0)
-        u = torch.rand((self.T, *x.shape), generator=self._generator(x.device), device=x.device, dtype=x.dtype)
+        u = torch.rand((self.T, *x.shape), generator=self.generator(x.device), device=x.device, dtype=x.dtype)
         return (x.unsqueeze(0) > u).to(x.dtype)
 
     def extra_repr(self) -> str:
