@@ -97,9 +97,10 @@ def bench_snn(device: torch.device, timer: Timer, quick: bool) -> tuple[list, li
             t_f, t_u = timer.interleaved([fused_stdp, unfused_stdp])
             rows.append({"op": "lif_forward + stdp_update_", "shape": shape, "op_ms": 1e3 * t_f,
                          "reference_ms": 1e3 * t_u, "vs_reference": t_u / t_f})
-        if have["stp_forward"]:  # vs the torch loop nn.stp_forward runs when a gradient is needed
+        if have["stp_forward"]:  # vs stp_forward_torch, the loop nn.stp_forward runs when a gradient is needed
             spk = (torch.rand(t, b, h, generator=g) < 0.2).float().to(device)
-            t_op, t_ref = timer.interleaved([lambda: ops.stp_forward(spk), no_grad(lambda: stp_forward_torch(spk))])
+            t_op, t_ref = timer.interleaved([lambda: ops.stp_forward(spk),
+                                             no_grad(lambda: stp_forward_torch(spk))])
             rows.append({"op": "stp_forward", "shape": f"T={t} B={b} N={h}", "op_ms": 1e3 * t_op,
                          "reference_ms": 1e3 * t_ref, "vs_reference": t_ref / t_op, "bytes": 2 * 4 * t * b * h})
         if have["homeostatic_relax"]:  # iters = T steps on a (B, H) state, vs the elementwise torch loop
