@@ -39,6 +39,9 @@ class NACA:
         hidden_only: the model holds hidden layers and no output layer (a stage of a
             pipeline before the last, ``distributed.PipelineLearner``): ``step``
             trains them on the labels and returns the model's output activations.
+        all_steps, membrane_chain: the spiking rules (below).
+        skip_nonfinite: skip and count a step whose update holds a NaN or an Inf (below).
+        check_labels: check the labels' range in every step (below).
 
     ``step(x, y)`` runs the forward under ``torch.no_grad()`` and updates the
     weights in place; it returns the logits (computed before the update). Each
