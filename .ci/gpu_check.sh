@@ -67,8 +67,8 @@ sanitize() { local tool=$1 log=$2; shift 2
     $PY -m pytest "$@" -q -p no:cacheprovider -k "$SAN_K" >"$log" 2>&1
   status "$tool $* rc=$? in $((SECONDS - t0)) s: $(grep -hE 'RACECHECK SUMMARY|ERROR SUMMARY' "$log" | tail -n 1) $(grep -hE '[0-9]+ (passed|failed)' "$log" | tail -n 1)"; }
 sanitize memcheck /tmp/memcheck_ops.log tests/test_naca_ops.py &
-sanitize memcheck /tmp/memcheck_snn.log tests/test_snn.py tests/test_stdp.py tests/test_sbp.py tests/test_stp.py &
-sanitize racecheck "$OUT/racecheck.log" tests/test_naca_ops.py tests/test_snn.py tests/test_stp.py &
+sanitize memcheck /tmp/memcheck_snn.log tests/test_snn_ops.py tests/test_snn.py tests/test_stdp.py tests/test_sbp.py tests/test_stp.py &
+sanitize racecheck "$OUT/racecheck.log" tests/test_naca_ops.py tests/test_snn_ops.py tests/test_snn.py tests/test_stp.py &
 
 # The comparison CLI on the GPU, most important first: the README's main command as it is
 # (Fashion-MNIST from .data/fashion-mnist where carried, put where Debian's package puts it);

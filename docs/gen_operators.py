@@ -48,6 +48,41 @@ def test_files(name: str) -> list[str]:
             if call.search(p.read_text())]
 
 
+SECTION = re.compile(r"^(Args|Returns|Raises):$")
+ARG = re.compile(r"^(\w+) \(([^()]*)\):\s*(.*)$")
+TYPED = re.compile(r"^([^:]+):\s+(.*)$")
+
+
+def markdown_doc(doc: str) -> str:
+    """A Google-style docstring as Markdown: the text as it is, each ``Args:`` / ``Returns:`` /
+    ``Raises:`` section a bold heading and a list, an entry's continuation lines joined to it
+    (``name (Tensor[B, H]): text`` -> ``- `name` (Tensor[B, H]): text``)."""
+    out, section = [], None
+    for line in doc.split("\n"):
+        head = SECTION.match(line)
+        if head:
+            section = head.group(1)
+            out += ([""] if out and out[-1] else []) + [f"**{section}:**", ""]
+            continue
+        if section is None or not line.startswith("    "):
+            section = section if not line.strip() else None  # unindented text ends a section
+            out.append(line)
+            continue
+        if line.startswith("        "):  # an entry's continuation
+            out[-1] += " " + line.strip()
+            continue
+        entry = line.strip()
+        arg = ARG.match(entry) if section == "Args" else None
+        typed = TYPED.match(entry) if arg is None else None
+        if arg:
+            out.append(f"- `{arg.group(1)}` ({arg.group(2)}): {arg.group(3)}")
+        elif typed:
+            out.append(f"- `{typed.group(1)}`: {typed.group(2)}")
+        else:
+            out.append(f"- {entry}")
+    return "\n".join(out).rstrip()
+
+
 def render() -> str:
     sys.path.insert(0, str(ROOT))
     import torch
@@ -74,7 +109,7 @@ def render() -> str:
         lines.append(f"| [`{name}`](#{name}) | {kernels} | {tests} |")
     for name in names:
         schema = str(getattr(torch.ops.naca, name).default._schema)
-        doc = inspect.cleandoc(getattr(ops, name).__doc__ or "(no docstring)")
+        doc = markdown_doc(inspect.cleandoc(getattr(ops, name).__doc__ or "(no docstring)"))
         lines += ["", f"## {name}", "", "```", schema, "```", "", doc]
         files = kernel_files(name)
         lines += ["", "Kernels: " + "; ".join(f"{k} in `{f}`" for k, f in files) + "."]

@@ -5,7 +5,10 @@ import math
 
 import pytest
 
-from torch_plugin import bench, bench_depth
+from torch_plugin import bench
+from torch_plugin.bench import depth as depth_section
+from torch_plugin.bench import report
+from torch_plugin.bench.__main__ import main
 
 
 def _has_matplotlib():
@@ -17,7 +20,7 @@ def _has_matplotlib():
 
 
 def test_quick_cpu_writes_sane_json(tmp_path, capsys):
-    assert bench.main(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "benchmarks.md").read_text()
     assert capsys.readouterr().out == md
     for title in ("1. One training step", "2. Ops", "3. Spiking", "4. Scaling", "5. Depth"):
@@ -58,7 +61,7 @@ def test_quick_cpu_writes_sane_json(tmp_path, capsys):
     depth = res["depth"]
     assert [r["depth"] for r in depth["mlp"]] == [1, 2, 4] and depth["conv"] and depth["snn"]
     for r in depth["mlp"] + depth["conv"] + depth["snn"]:
-        for key in bench_depth.METHODS:
+        for key in depth_section.METHODS:
             if r[key] is not None:  # (None: the profiler's memory events unavailable)
                 positive(r, key)
             positive(r, key + "_resident")
@@ -68,7 +71,7 @@ def test_quick_cpu_writes_sane_json(tmp_path, capsys):
 
 
 def test_sections_subset(tmp_path):
-    assert bench.main(["--quick", "--sections", "ops", "--out", str(tmp_path)]) == 0
+    assert main(["--quick", "--sections", "ops", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "benchmarks.json").read_text())
     assert "ops" in res and "step" not in res and "scaling" not in res
 
@@ -77,14 +80,14 @@ def test_sections_run_in_the_order_given_and_are_written_after_each(tmp_path, mo
     # A run cut short (a time limit on a lent GPU) keeps the sections it finished: the files
     # are rewritten after each section, in the order the sections were asked for.
     seen = []
-    real_write = bench.to_markdown
+    real_write = report.to_markdown
 
     def spy(res):
         seen.append([k for k in res if k in bench.SECTIONS])
         return real_write(res)
 
-    monkeypatch.setattr(bench, "to_markdown", spy)
-    assert bench.main(["--quick", "--sections", "scaling,step", "--out", str(tmp_path)]) == 0
+    monkeypatch.setattr(report, "to_markdown", spy)
+    assert main(["--quick", "--sections", "scaling,step", "--out", str(tmp_path)]) == 0
     assert seen[:2] == [["scaling"], ["scaling", "step"]]
     res = json.loads((tmp_path / "benchmarks.json").read_text())
     assert set(res) & set(bench.SECTIONS) == {"scaling", "step"}

@@ -1,5 +1,5 @@
 """The pipeline schedules' simulation (``distributed.schedules``) against closed forms and a hand-worked
-schedule, and the pipeline benchmark's quick run (``torch_plugin.bench_pipeline``)."""
+schedule, and the pipeline benchmark's quick run (``torch_plugin.bench.pipeline``)."""
 import pytest
 import torch.distributed as dist
 
@@ -30,9 +30,9 @@ def test_unequal_stages_by_hand():
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
 def test_the_pipeline_benchmark_quick_run(tmp_path):
-    from torch_plugin import bench_pipeline
+    from torch_plugin.bench import pipeline
 
-    assert bench_pipeline.main(["--quick", "--out", str(tmp_path)]) == 0
+    assert pipeline.main(["--quick", "--out", str(tmp_path)]) == 0
     import json
 
     res = json.loads((tmp_path / "pipeline.json").read_text())

@@ -93,7 +93,7 @@ def test_stp_op_matches_torch_composition(dtype, seed):
     g, t, b, n = seq_shape(seed + 10)
     s = torch.rand(t, b, n, generator=g, dtype=dtype) * 1.5
     params = STP_PARAMS[seed]
-    want = spiking._stp_torch(s, **params)
+    want = spiking.stp_forward_torch(s, **params)
     torch.testing.assert_close(ops.stp_forward(s, **params), want, rtol=4 * torch.finfo(dtype).eps, atol=0)
     nc = s.transpose(1, 2).contiguous().transpose(1, 2)  # non-contiguous input, contiguous output
     out = ops.stp_forward(nc, **params)
@@ -189,7 +189,7 @@ def test_nn_stp_forward_uses_the_op_and_stays_differentiable():
     fused, calls = count_calls(lambda: stp_forward(s, U=0.3))
     assert calls["naca::stp_forward"] == 1  # one fused op, not the loop
     assert calls["aten::stack"] == 0, calls  # the loop's torch.stack did not run
-    torch.testing.assert_close(fused, spiking._stp_torch(s, U=0.3), rtol=1e-14, atol=0)
+    torch.testing.assert_close(fused, spiking.stp_forward_torch(s, U=0.3), rtol=1e-14, atol=0)
     _, calls = count_calls(lambda: STPSynapse(U=0.3)(s))
     assert calls["naca::stp_forward"] == 1
     _, calls = count_calls(lambda: stp_forward(s[:, 0]))  # (T, N): runs as (T, 1, N), through the op too

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from naca_plain import LAM, LR, THETA, plain_forward, plain_step, plain_update
-from torch_plugin import bench, learn, models
+from torch_plugin import learn, models
 from torch_plugin.learn import NACA, stream
 from torch_plugin.nn import NACAConv2d, NACALinear, NACAOutput
+from torch_plugin.timing import cpu_peak_bytes
 
 def deep_mlp():
     return nn.Sequential(
@@ -147,7 +148,7 @@ def step_peak(depth, streaming, width=64, batch=64):
     learner = NACA(model, lr=1e-3, streaming=streaming)
     x, y = torch.rand(batch, width), torch.randint(0, 4, (batch,))
     learner.step(x, y)  # the first step of a signature validates (whole forward kept)
-    return bench.cpu_peak_bytes(lambda: learner.step(x, y))
+    return cpu_peak_bytes(lambda: learner.step(x, y))
 
 
 def test_step_memory_does_not_grow_with_depth():

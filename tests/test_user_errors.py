@@ -16,7 +16,7 @@ import torch
 from torch_plugin import data, learn, models
 from torch_plugin.nn import (LIF, BernoulliEncoder, NACAConv2d, NACALinear, NACAOutput, NACASpikingLinear,
                              STPSynapse, make_ni)
-from torch_plugin.nn._common import warn_unsupported_naca_activations
+from torch_plugin.nn.common import warn_unsupported_naca_activations
 
 NAN, INF = math.nan, math.inf
 V, T = ValueError, TypeError

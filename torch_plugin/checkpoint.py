@@ -24,6 +24,8 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from .nn.spiking import BernoulliEncoder
+
 try:
     import numpy as np
 except ImportError:  # numpy is optional
@@ -72,12 +74,12 @@ def _as_tuple(x):
 
 
 def _layer_generators(model: Optional[nn.Module]) -> dict[str, torch.Generator]:
-    """The seeded per-device generators of the plugin's layers (``BernoulliEncoder._gens``)."""
+    """The seeded per-device generators of the plugin's layers (``BernoulliEncoder.generators``)."""
     out = {}
     if model is None:
         return out
     for name, module in model.named_modules():
-        for key, g in getattr(module, "_gens", {}).items():
+        for key, g in (module.generators.items() if isinstance(module, BernoulliEncoder) else ()):
             out[f"layer:{name}:{key}"] = g
     return out
 
@@ -143,7 +145,7 @@ def _drop_unsaved_layer_generators(model: nn.Module, saved: list[str]) -> None:
     for full in _layer_generators(model):
         if full not in saved:
             _, name, key = full.split(":", 2)
-            modules[name]._gens.pop(key)
+            modules[name].generators.pop(key)
 
 
 def _create_layer_generators(model: nn.Module, names: list[str]) -> None:
@@ -151,5 +153,5 @@ def _create_layer_generators(model: nn.Module, names: list[str]) -> None:
     for full in names:
         _, name, key = full.split(":", 2)
         module = modules.get(name)
-        if module is not None and hasattr(module, "_generator") and key not in getattr(module, "_gens", {}):
-            module._generator(torch.device(key))
+        if isinstance(module, BernoulliEncoder) and key not in module.generators:
+            module.generator(torch.device(key))

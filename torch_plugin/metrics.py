@@ -9,9 +9,6 @@ Conventions:
 from __future__ import annotations
 
 import math
-import os
-import resource
-import time
 from typing import Optional, Sequence
 
 import numpy as np
@@ -219,63 +216,6 @@ def measured_macs(step_fn, batch_size: int) -> Optional[float]:
         return counter.get_total_flops() / 2.0 / batch_size
     except Exception:  # noqa: BLE001
         return None
-
-
-# ----------------------------------------------------------------------------- time and memory
-
-def _read_status(key: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_memory(device=None) -> None:
-    """Reset the peak counters: CPU RSS high-water mark (Linux: /proc/self/clear_refs, when
-    writable) and torch.cuda's max allocated memory on a CUDA device."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory(device=None) -> dict:
-    """{"cpu_rss_bytes": peak resident set size since the last reset (VmHWM; else the
-    process-wide ru_maxrss), "cuda_bytes": torch.cuda.max_memory_allocated or None}."""
-    rss = _read_status("VmHWM")
-    if rss is None:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    cuda = None
-    if device is not None and torch.device(device).type == "cuda":
-        cuda = int(torch.cuda.max_memory_allocated(device))
-    return {"cpu_rss_bytes": int(rss), "cuda_bytes": cuda}
-
-
-class Timer:
-    """Wall-clock seconds of a block, synchronising CUDA before reading the clock."""
-
-    def __init__(self, device=None):
-        self.cuda = device is not None and torch.device(device).type == "cuda"
-        self.seconds = 0.0
-
-    def __enter__(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-        self._t = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - self._t
-        return False
 
 
 # ----------------------------------------------------------------------------- weight change

@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 from torch import nn
 
 from .nn import NACAConv2d, NACALinear, NACAOutput
-from .nn._common import check_int, check_real, check_seed
+from .nn.common import check_int, check_real, check_seed
 
 
 def _widths(who: str, hidden, name: str = "hidden") -> list[int]:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .nn.common import activation_fn
+
 
 def expectation_slots(num_classes: int) -> list[int]:
     """k_c = floor(a_c / max(a) * 2 (N - 1)), a_c = sqrt(2 ln(N / (c + 1)))."""
@@ -64,12 +66,7 @@ def modulation(x: Tensor, lam: float = 0.5, theta: float = 1.2) -> Tensor:
 
 def activation_grad(z: Tensor, activation: str) -> Tensor:
     """phi'(z) through autograd of the activation itself (an independent route)."""
-    fn = {
-        "tanh": torch.tanh,
-        "sigmoid": torch.sigmoid,
-        "relu": torch.relu,
-        "identity": lambda t: t,
-    }[activation]
+    fn = activation_fn(activation)  # the layers' function of that name (``ops.ACTIVATIONS``)
     with torch.enable_grad():
         zz = z.detach().clone().requires_grad_(True)
         (g,) = torch.autograd.grad(fn(zz).sum(), zz)

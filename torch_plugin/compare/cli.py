@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from ..nn.common import NACA_ACTIVATIONS
+from ..ops import ACTIVATIONS
 from .checks import (UsageError, check_dataset, check_device, check_out, int_list, nonneg_int, per_method,
                      positive_int, real, seed_list, warn_activation)
 from .presets import PRESETS, expand
@@ -93,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lwf-temperature", type=real(0.0, low_open=True), default=2.0, help="LwF's temperature T")
     g.add_argument("--replay-size", type=nonneg_int, default=500,
                    help="replay: capacity of the class-balanced buffer of earlier tasks' training samples")
-    p.add_argument("--activation", default="tanh", choices=("tanh", "sigmoid", "relu"),
+    p.add_argument("--activation", default="tanh", choices=ACTIVATIONS,
                    help="hidden activation of the mlp/conv models (sbp's ANN is always sigmoid)")
     p.add_argument("--bias", default="all", choices=tuple(BIAS_SUFFIX),
                    help="which layers have a bias (every model and method): all; none (the authors' ANNs); "
@@ -261,7 +263,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"argument {sbp_set[0]}: {', '.join(sbp_set)} apply to --methods sbp or sbp-local")
     if "--sbp-fraction" in sbp_set and "sbp" not in a.methods:
         p.error("argument --sbp-fraction: applies to --methods sbp (sbp-local runs always use lambda_f = 0)")
-    if a.activation not in ("tanh", "sigmoid"):
+    if a.activation not in NACA_ACTIVATIONS:
         warn_activation(a.activation, a.model, a.methods)
     return a
 

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .. import data as tpdata
 from .. import metrics as M
+from ..timing import Stopwatch, process_peak_memory, reset_process_peak
 from .methods import (GradClipper, build_model, gate_delta_raw, is_gated, last_hidden_weight, make_step,
                       resolve_batch_size, resolve_lr)
 
@@ -122,7 +123,7 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     measured = count_step_macs(args, method, seed, ds, lr, delta_raw, first_x[:bs],
                                first_y[:bs])
     gc.collect()  # the twin, and any earlier run's model still held by a reference cycle (hooks)
-    M.reset_peak_memory(device)
+    reset_process_peak(device)
     epochs, test_curve = [], []
     acc_rows, class_rows, epochs_per_task = [], [], []
     restored = []  # --restore-best: the epoch restored at the end of each task
@@ -136,7 +137,7 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
             nb = math.ceil(len(xtr) / bs)
             label = f"{method} s{seed}" + (f" task {t + 1}/{len(tasks)}" if ci else "") + f" ep {epoch + 1}"
             nonfinite = torch.zeros((), dtype=torch.int64, device=device)  # steps whose outputs hold NaN/Inf
-            with M.Timer(device) as timer:
+            with Stopwatch(device) as timer:
                 for xb, yb in _progress(tpdata.batches(xtr, ytr, bs, generator=gen),
                                         nb, label, args.quiet):
                     xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
@@ -182,7 +183,7 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
                 pred = fn()
                 rows.append(M.task_accuracies(pred, yte, tasks))
                 crows.append(M.per_class_accuracy(pred, yte, ds.num_classes))
-    mem = M.peak_memory(device)
+    mem = process_peak_memory(device)
     # class c -> the task that taught it (per-class forgetting starts there)
     learned_at = [next(i for i, cl in enumerate(tasks) if c in cl) for c in range(ds.num_classes)] if ci else None
     view_records = {"gate_by_class_eval": None, "per_class_eval": None}

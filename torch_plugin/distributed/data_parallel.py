@@ -135,8 +135,7 @@ class DistributedLearner:
         rank = dist.get_rank(self.group)
         for m in self.learner.model.modules():
             if isinstance(m, BernoulliEncoder) and m.seed is not None and rank > 0:
-                m.seed = int(m.seed) + RANK_SEED_STRIDE * rank
-                m._gens.clear()
+                m.reseed(int(m.seed) + RANK_SEED_STRIDE * rank)
 
     @property
     def model(self):

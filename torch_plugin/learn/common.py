@@ -36,7 +36,7 @@ def recording(layers: Iterable[nn.Module], keep: str = "output",
     from it); keep="preact": (input, z) (SBP's nudged phase needs z). The output and
     spiking layers keep their own tuple either way. ``sinks`` (one callable per layer,
     ``sink(layer, saved)``): the forward hands each layer's tuple to its sink instead of
-    storing it in ``layer.saved`` (see ``nn._common.keep``).
+    storing it in ``layer.saved`` (see ``nn.common.keep``).
     """
     layers = list(layers)
     record = "preact" if keep == "preact" else True

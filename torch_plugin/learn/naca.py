@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import _disable_current_modes
 
 from ..nn import NACAConv2d, NACALinear, NACAOutput, NACASpikingLinear
-from ..nn._common import warn_unsupported_naca_activations
+from ..nn.common import warn_unsupported_naca_activations
 from . import nonfinite, stream
 from .common import check_label_range, check_only_these_train, recording
 
@@ -39,6 +39,9 @@ class NACA:
         hidden_only: the model holds hidden layers and no output layer (a stage of a
             pipeline before the last, ``distributed.PipelineLearner``): ``step``
             trains them on the labels and returns the model's output activations.
+        all_steps, membrane_chain: the spiking rules (below).
+        skip_nonfinite: skip and count a step whose update holds a NaN or an Inf (below).
+        check_labels: check the labels' range in every step (below).
 
     ``step(x, y)`` runs the forward under ``torch.no_grad()`` and updates the
     weights in place; it returns the logits (computed before the update). Each
@@ -187,7 +190,20 @@ class NACA:
         return (self.hidden[0] if self.output is None else self.output).num_classes
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One NACA training step on a batch: x (B, ...), y (B,) int64 labels. Returns the logits."""
+        """One NACA training step on a batch: the forward under ``torch.no_grad()``, each layer's
+        update in place (see the class).
+
+        Args:
+            x (Tensor[B, ...]): the model's input (spiking models: what their encoder takes).
+            y (Tensor[B]): int64 labels in [0, N).
+
+        Returns:
+            Tensor[B, N]: the logits (spiking models: the output firing rates; ``hidden_only``: the
+            model's output activations), computed before the update.
+
+        Raises:
+            ValueError: bad labels or inputs (nothing is written).
+        """
         return self._step(x, y, self._check_inputs(x, y))
 
     def _step(self, x: Tensor, y: Tensor, op_checks: bool) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from ..nn import NACALinear, NACAOutput, NACASpikingLinear
-from ..nn._common import check_choice, check_int, check_real
+from ..nn.common import activation_fn, check_choice, check_int, check_real
 from ..nn.spiking import homeostatic_relax
 from . import nonfinite
 from .common import check_label_range, check_only_these_train, recording
@@ -152,7 +152,15 @@ class SBP:
         return self.output.weight.shape[0]
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One SBP step on a batch: x (B, ...), y (B,) int64 labels."""
+        """One SBP step on a batch: ``local_changes`` then ``apply_changes``.
+
+        Args:
+            x (Tensor[B, ...]): the model's input.
+            y (Tensor[B]): int64 labels in [0, N).
+
+        Returns:
+            Tensor[B, N]: the free-phase output (spiking: the output rates), before the update.
+        """
         result, sums = self.local_changes(x, y)
         self.apply_changes(sums, x.shape[0])
         self.steps += 1
@@ -176,7 +184,7 @@ class SBP:
                 r_x, r_h, r_o = pre.mean(0), s_h.mean(0), out.saved[2].mean(0)
             else:
                 pre, z_h = hid.saved  # (input, pre-activation): the nudged phase needs z
-                r_x, r_h, r_o = pre, hid._act(z_h), torch.sigmoid(out.saved[1])
+                r_x, r_h, r_o = pre, activation_fn(hid.activation)(z_h), torch.sigmoid(out.saved[1])
             target = F.one_hot(y, self.num_classes).to(r_o.dtype)
             top_down = self.beta * (target - r_o)  # r_o^beta - r_o
             feedback = top_down @ out.weight  # (B, H)
@@ -191,7 +199,7 @@ class SBP:
                 current = F.linear(pre, hid.weight, hid.bias) + feedback.unsqueeze(0)
                 r_hb = ops.lif_forward(current, hid.lif.decay, hid.lif.threshold, hid.lif.reset)[0].mean(0)
             else:
-                r_hb = hid._act(z_h + feedback)
+                r_hb = activation_fn(hid.activation)(z_h + feedback)
             sums = {"w_out": self._local_change(r_h, r_hb, r_o, r_o + top_down),
                     "w_in": self._local_change(r_x, r_x, r_h, r_hb),
                     "b_out": top_down.sum(0), "b_in": (r_hb - r_h).sum(0)}

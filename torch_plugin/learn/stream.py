@@ -3,7 +3,7 @@
 A NACA update needs only the layer's own input and output and the labels (known
 before the forward), and it changes only that layer's weight and bias, which no
 later layer reads. So the learner hands every trained layer a *sink*
-(``nn._common.keep``): the layer's forward passes (input, output) to it, the sink
+(``nn.common.keep``): the layer's forward passes (input, output) to it, the sink
 applies the update at once and nothing is kept. A step then holds the tensors of
 one layer at a time, whatever the depth, and its weights equal those of a step
 that runs the whole forward first and updates every layer afterwards (the same op

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, check_pair, make_ni
+from .common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, check_pair, make_ni
 
 
 class NACAConv2d(Recording, nn.Conv2d):
@@ -21,6 +21,20 @@ class NACAConv2d(Recording, nn.Conv2d):
     The constructor checks the geometry: kernel_size, stride, dilation >= 1,
     padding >= 0, groups dividing both channel counts, input_size (an int or
     (H, W)) large enough for the dilated kernel.
+
+    Args:
+        in_channels (int): C_in.
+        out_channels (int): C_out.
+        kernel_size (int or tuple[int, int]): as ``nn.Conv2d``.
+        num_classes (int): N >= 2 (NI has shape (2N, C_out, Ho, Wo)).
+        input_size (int or tuple[int, int]): (H, W) of the input, which fixes (Ho, Wo).
+        stride, padding, dilation, groups, bias: as ``nn.Conv2d`` (numeric padding only).
+        activation (str): one of ``ops.ACTIVATIONS``, as ``NACALinear``.
+        ni_init (str): NI's distribution, see ``make_ni``.
+        seed (int, optional): NI's own seed (None: the global RNG).
+        padding_mode (str): 'zeros' only.
+        device, dtype: as ``nn.Conv2d``.
+
     Shapes: input (B, C_in, H, W) -> output (B, C_out, Ho, Wo).
     """
 
@@ -61,6 +75,14 @@ class NACAConv2d(Recording, nn.Conv2d):
         self.saved: Optional[tuple[Tensor, Tensor]] = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """act(conv2d(x)); while ``record`` is set, keeps (input, output) in ``saved`` for the learner.
+
+        Args:
+            x (Tensor[B, C_in, H, W]): the input, of the ``input_size`` given when built.
+
+        Returns:
+            Tensor[B, C_out, Ho, Wo]: the activation.
+        """
         z = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return activate_and_record(self, x, z)
 

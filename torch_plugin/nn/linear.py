@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, keep, make_ni
+from .common import Recording, activate_and_record, activation_fn, check_int, check_layer_args, keep, make_ni
 
 
 class NACALinear(Recording, nn.Linear):
@@ -19,11 +19,17 @@ class NACALinear(Recording, nn.Linear):
     pre-activation with ``torch.ops.naca.naca_hidden_update_``.
 
     Args:
-        in_features, out_features, bias: as ``nn.Linear``.
-        num_classes: N >= 2, the number of classes (NI has shape (2N, out_features)).
-        activation: 'tanh' (default), 'sigmoid', 'relu' or 'identity'.
-        ni_init: NI distribution, see ``make_ni``. seed: NI's own seed (None: global RNG).
-    Shapes: input (B, in_features) -> output (B, out_features).
+        in_features (int): I, as ``nn.Linear``.
+        out_features (int): H, as ``nn.Linear``.
+        num_classes (int): N >= 2, the number of classes (NI has shape (2N, H)).
+        bias (bool): as ``nn.Linear``.
+        activation (str): one of ``ops.ACTIVATIONS``: 'tanh' (default), 'sigmoid', 'relu' or
+            'identity' (the NACA learner trains 'tanh' and 'sigmoid', docs/activations.md).
+        ni_init (str): NI's distribution, see ``make_ni``.
+        seed (int, optional): NI's own seed (None: the global RNG).
+        device, dtype: as ``nn.Linear``.
+
+    Shapes: input (B, I) -> output (B, H).
     """
 
     def __init__(
@@ -51,6 +57,14 @@ class NACALinear(Recording, nn.Linear):
         self.saved: Optional[tuple[Tensor, Tensor]] = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """act(x W^T + b); while ``record`` is set, keeps (input, output) in ``saved`` for the learner.
+
+        Args:
+            x (Tensor[B, I]): the input.
+
+        Returns:
+            Tensor[B, H]: the activation.
+        """
         z = F.linear(x, self.weight, self.bias)
         return activate_and_record(self, x, z)
 
@@ -68,7 +82,15 @@ class NACAOutput(Recording, nn.Linear):
     alone (docs/algorithms.md §1.4's reading of the class-incremental code). Prediction is ``z.argmax(1)``; for backprop the
     logits go to any loss (cross-entropy by default in the comparisons). num_classes >= 2,
     as for the hidden layers.
-    Shapes: input (B, in_features) -> logits (B, num_classes).
+
+    Args:
+        in_features (int): I, the last hidden layer's width.
+        num_classes (int): N >= 2, the number of outputs.
+        bias (bool): as ``nn.Linear``.
+        sigmoid_grad (bool): NACA's delta is e * sigmoid'(z) (True) or e (False).
+        device, dtype: as ``nn.Linear``.
+
+    Shapes: input (B, I) -> logits (B, N).
     """
 
     def __init__(self, in_features: int, num_classes: int, bias: bool = True,
@@ -82,6 +104,14 @@ class NACAOutput(Recording, nn.Linear):
         self.saved: Optional[tuple[Tensor, Tensor]] = None
 
     def forward(self, x: Tensor) -> Tensor:
+        """The logits x W^T + b; while ``record`` is set, keeps (input, logits) in ``saved``.
+
+        Args:
+            x (Tensor[B, I]): the input.
+
+        Returns:
+            Tensor[B, N]: the logits.
+        """
         z = F.linear(x, self.weight, self.bias)
         if self.record:
             keep(self, (x.detach(), z.detach()))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import ops
-from ._common import Recording, check_choice, check_int, check_layer_args, check_real, check_seed, keep, make_ni
+from .common import Recording, check_choice, check_int, check_layer_args, check_real, check_seed, keep, make_ni
 
 __all__ = [
     "LIF", "NACASpikingLinear", "BernoulliEncoder", "SpikeRate", "STPSynapse",
@@ -40,7 +40,16 @@ class _SurrogateSpike(torch.autograd.Function):
 
 
 def surrogate_spike(v: Tensor, threshold: float = 0.5, slope: float = 5.0) -> Tensor:
-    """s = 1[v > threshold] with a sigmoid surrogate gradient (for backprop through spikes)."""
+    """s = 1[v > threshold] with a sigmoid surrogate gradient (for backprop through spikes).
+
+    Args:
+        v (Tensor[...]): membrane potentials, any shape.
+        threshold (float): the firing threshold.
+        slope (float): the surrogate's steepness: ds/dv = slope * sigmoid'(slope * (v - threshold)).
+
+    Returns:
+        Tensor[...]: the spikes, v's shape and dtype.
+    """
     return _SurrogateSpike.apply(v, threshold, slope)
 
 
@@ -57,6 +66,15 @@ class LIF(nn.Module):
     ``forward`` returns the spikes; ``run`` returns (spikes, voltages).
     Checked when built: decay in [0, 1] (the share of the potential kept per step;
     above 1 it grows without input), threshold finite, slope finite and > 0.
+
+    Args:
+        decay (float): the share of the potential kept per step, in [0, 1].
+        threshold (float): the firing threshold.
+        reset (str): 'hard' (V to 0 after a spike) or 'soft' (V minus the threshold).
+        surrogate (bool): allow backprop through the spikes (the differentiable loop).
+        slope (float): the surrogate's steepness (``surrogate_spike``).
+
+    Shapes: current (T, B, N) -> spikes (T, B, N).
     """
 
     def __init__(self, decay: float = 0.2, threshold: float = 0.5, reset: str = "hard",
@@ -67,6 +85,20 @@ class LIF(nn.Module):
 
     def run(self, current: Tensor, v_init: Optional[Tensor] = None,
             s_init: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """The whole sequence: fused (``ops.lif_forward``) without a gradient, else the surrogate loop.
+
+        Args:
+            current (Tensor[T, B, N]): the input current.
+            v_init (Tensor[B, N], optional): the potential before the first step (zeros when None).
+            s_init (Tensor[B, N], optional): the spikes before the first step (zeros when None).
+
+        Returns:
+            tuple[Tensor[T, B, N], Tensor[T, B, N]]: (spikes, voltages after integration, before reset).
+
+        Raises:
+            ValueError: ``current`` is not 3-D.
+            RuntimeError: a gradient is needed and ``surrogate=False``.
+        """
         if current.dim() != 3:
             raise ValueError(f"LIF expects a (T, B, N) current, got shape {tuple(current.shape)}")
         if torch.is_grad_enabled() and current.requires_grad:
@@ -90,6 +122,14 @@ class LIF(nn.Module):
         return torch.stack(spikes), torch.stack(volts)
 
     def forward(self, current: Tensor) -> Tensor:
+        """The spikes of ``run``.
+
+        Args:
+            current (Tensor[T, B, N]): the input current.
+
+        Returns:
+            Tensor[T, B, N]: the spikes.
+        """
         return self.run(current)[0]
 
     def extra_repr(self) -> str:
@@ -114,12 +154,22 @@ class NACASpikingLinear(Recording, nn.Linear):
     ``NACALinear``. While ``record`` is set (by the learners) the forward keeps
     ``saved = (pre_spikes, voltages, spikes)``.
 
-    Args: in_features, out_features, num_classes, bias as ``NACALinear``;
-    decay, threshold, reset: the LIF dynamics; lens: the eligibility window of
-    the NACA rule (1[V > threshold - lens]); is_output: the output layer;
-    current: 'linear' (I_t = W x_t + b) or 'sigmoid' (I_t = sigmoid(W x_t + b), the
-    authors' class-incremental SNN: V_t = decay V_{t-1} (1 - s_{t-1}) + sigmoid(W x_t));
-    surrogate, slope: see ``LIF``; ni_init, seed: NI's distribution and seed.
+    Args:
+        in_features (int): I.
+        out_features (int): H (num_classes for an output layer).
+        num_classes (int): N >= 2.
+        bias (bool): as ``nn.Linear``.
+        decay, threshold, reset: the LIF dynamics (``LIF``).
+        lens (float): the eligibility window of the NACA rule (1[V > threshold - lens]), >= 0.
+        is_output (bool): the output layer (trained by its rate error).
+        surrogate, slope: see ``LIF``.
+        ni_init (str): NI's distribution, see ``make_ni``.
+        seed (int, optional): NI's own seed.
+        current (str): 'linear' (I_t = W x_t + b) or 'sigmoid' (I_t = sigmoid(W x_t + b), the
+            authors' class-incremental SNN: V_t = decay V_{t-1} (1 - s_{t-1}) + sigmoid(W x_t)).
+        device, dtype: as ``nn.Linear``.
+
+    Shapes: input spikes (T, B, I) -> spikes (T, B, H).
     """
 
     def __init__(self, in_features: int, out_features: int, num_classes: int, bias: bool = True,
@@ -153,6 +203,15 @@ class NACASpikingLinear(Recording, nn.Linear):
         return self.lif.threshold
 
     def forward(self, x: Tensor) -> Tensor:
+        """The LIF neurons driven by the current of ``x``; while ``record`` is set, keeps
+        (pre_spikes, voltages, spikes) in ``saved``.
+
+        Args:
+            x (Tensor[T, B, I]): the input spikes.
+
+        Returns:
+            Tensor[T, B, H]: the spikes.
+        """
         if x.dim() != 3:
             raise ValueError(f"NACASpikingLinear expects (T, B, in_features) spikes, got shape {tuple(x.shape)}")
         current = F.linear(x, self.weight, self.bias)
@@ -176,25 +235,45 @@ class BernoulliEncoder(nn.Module):
     seeded identically), so two encoders with the same seed emit the same
     spike trains; without one, from torch's global RNG. Values outside [0, 1]
     are clamped.
+
+    Args:
+        T (int): time steps, >= 1.
+        seed (int, optional): the encoder's own seed (None: torch's global RNG).
     """
 
     def __init__(self, T: int = 20, seed: Optional[int] = None):
         super().__init__()
         self.T = check_int("BernoulliEncoder", "T", T, 1)
         self.seed = check_seed("BernoulliEncoder", seed)
-        self._gens: dict[str, torch.Generator] = {}
+        # The per-device generators made so far, by str(device); a checkpoint saves and restores them.
+        self.generators: dict[str, torch.Generator] = {}
 
-    def _generator(self, device: torch.device) -> Optional[torch.Generator]:
+    def generator(self, device: torch.device) -> Optional[torch.Generator]:
+        """The generator the draws on ``device`` come from, made from the seed at first use (None
+        without a seed: torch's global RNG)."""
         if self.seed is None:
             return None
         key = str(device)
-        if key not in self._gens:
-            self._gens[key] = torch.Generator(device=device).manual_seed(int(self.seed))
-        return self._gens[key]
+        if key not in self.generators:
+            self.generators[key] = torch.Generator(device=device).manual_seed(int(self.seed))
+        return self.generators[key]
+
+    def reseed(self, seed: Optional[int]) -> None:
+        """A new seed; the generators are made again from it at their next use."""
+        self.seed = check_seed("BernoulliEncoder", seed)
+        self.generators.clear()
 
     def forward(self, x: Tensor) -> Tensor:
+        """Draws the spikes.
+
+        Args:
+            x (Tensor[B, ...]): intensities, flattened per sample.
+
+        Returns:
+            Tensor[T, B, prod(...)]: spikes, x's dtype.
+        """
         x = x.reshape(x.shape[0], math.prod(x.shape[1:])).clamp(0, 1)  # (not -1: B may be 0)
-        u = torch.rand((self.T, *x.shape), generator=self._generator(x.device), device=x.device, dtype=x.dtype)
+        u = torch.rand((self.T, *x.shape), generator=self.generator(x.device), device=x.device, dtype=x.dtype)
         return (x.unsqueeze(0) > u).to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -205,6 +284,14 @@ class SpikeRate(nn.Module):
     """Firing rate readout: spikes (T, B, N) -> mean over T, (B, N)."""
 
     def forward(self, spikes: Tensor) -> Tensor:
+        """The mean over time.
+
+        Args:
+            spikes (Tensor[T, B, N]): spikes.
+
+        Returns:
+            Tensor[B, N]: the rates.
+        """
         return spikes.mean(0)
 
 
@@ -230,18 +317,45 @@ def stp_forward(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: flo
     x += (1 - x)/tau_d - u x s; I += -I/tau_s + A u x s. Starts at u = 0, x = 1,
     I = 0. Without a gradient, one fused op (``ops.stp_forward``: one pass,
     one launch on CUDA); when ``spikes`` needs a gradient, the same arithmetic
-    as a differentiable loop of elementwise torch ops over T.
+    as a differentiable loop of elementwise torch ops over T (``stp_forward_torch``).
+
+    Args:
+        spikes (Tensor[T, ...]): presynaptic spikes (or graded input), time first; (T, B, N) as
+            the op, any other (T, ...) runs as (T, 1, prod(...)).
+        U (float): utilisation increment.
+        tau_f (float): facilitation time constant, in steps.
+        tau_d (float): depression time constant, in steps.
+        tau_s (float): synaptic current time constant, in steps.
+        A (float): synaptic efficacy.
+
+    Returns:
+        Tensor[T, ...]: the synaptic current, spikes' shape.
     """
     if _needs_grad(spikes) or not _fusable(spikes) or spikes.dim() == 0 or spikes.shape[0] == 0:
-        return _stp_torch(spikes, U, tau_f, tau_d, tau_s, A)
+        return stp_forward_torch(spikes, U, tau_f, tau_d, tau_s, A)
     # The op takes (T, B, N); any (T, ...) runs as (T, 1, prod(...)).
     seq = spikes if spikes.dim() == 3 else spikes.reshape(spikes.shape[0], 1, -1)
     return ops.stp_forward(seq.detach(), U, tau_f, tau_d, tau_s, A).view(spikes.shape)
 
 
-def _stp_torch(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0,
-               tau_s: float = 2.0, A: float = 1.0) -> Tensor:
-    """``stp_forward`` as elementwise torch ops in a loop over T (differentiable, any device/dtype)."""
+def stp_forward_torch(spikes: Tensor, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0,
+                      tau_s: float = 2.0, A: float = 1.0) -> Tensor:
+    """``stp_forward`` as elementwise torch ops in a loop over T: differentiable, any device and dtype.
+
+    What ``stp_forward`` runs when ``spikes`` needs a gradient, and the loop the fused op is
+    measured against (``python -m torch_plugin.bench --sections snn``).
+
+    Args:
+        spikes (Tensor[T, ...]): presynaptic spikes (or graded input), time first.
+        U (float): utilisation increment.
+        tau_f (float): facilitation time constant, in steps.
+        tau_d (float): depression (recovery) time constant, in steps.
+        tau_s (float): synaptic current time constant, in steps.
+        A (float): synaptic efficacy.
+
+    Returns:
+        Tensor[T, ...]: the synaptic current, same shape, dtype and device as ``spikes``.
+    """
     u = torch.zeros_like(spikes[0])
     x = torch.ones_like(spikes[0])
     i_syn = torch.zeros_like(spikes[0])
@@ -267,6 +381,14 @@ class STPSynapse(nn.Module):
     constants, in steps, >= 1: between spikes each step scales u, 1 - x and I by
     (1 - 1/tau), which for tau < 1 is negative (they flip sign every step) and for
     tau < 0.5 below -1 (they grow without bound).
+
+    Args:
+        U (float): utilisation increment, in [0, 1].
+        tau_f, tau_d, tau_s (float): facilitation, depression and current time constants, in
+            steps, >= 1.
+        A (float): synaptic efficacy, finite.
+
+    Shapes: spikes (T, B, N) -> current (T, B, N).
     """
 
     def __init__(self, U: float = 0.45, tau_f: float = 10.0, tau_d: float = 2.0, tau_s: float = 2.0, A: float = 1.0):
@@ -278,6 +400,14 @@ class STPSynapse(nn.Module):
         self.A = check_real(who, "A", A)
 
     def forward(self, spikes: Tensor) -> Tensor:
+        """``stp_forward`` with this synapse's parameters.
+
+        Args:
+            spikes (Tensor[T, B, N]): presynaptic spikes.
+
+        Returns:
+            Tensor[T, B, N]: the synaptic current.
+        """
         return stp_forward(spikes, self.U, self.tau_f, self.tau_d, self.tau_s, self.A)
 
     def extra_repr(self) -> str:
@@ -296,7 +426,21 @@ def homeostatic_relax(s_h: Tensor, s_below: Tensor, w_below: Tensor, s_above: Op
     (B, I); s_above (B, O) or None (free phase without top-down input). The
     drive is computed once (one GEMM each); then, without a gradient, the
     ``iters`` elementwise steps run as one fused op (``ops.homeostatic_relax``),
-    and when a gradient is needed as a differentiable loop of torch ops.
+    and when a gradient is needed as a differentiable loop of torch ops
+    (``homeostatic_relax_torch``).
+
+    Args:
+        s_h (Tensor[B, H]): the start state.
+        s_below (Tensor[B, I]): the layer below's state.
+        w_below (Tensor[H, I]): the weights from below.
+        s_above (Tensor[B, O], optional): the layer above's state (None: no top-down input).
+        w_above (Tensor[O, H], optional): the weights to the layer above.
+        b_h (Tensor[H], optional): the layer's bias.
+        eps (float): step size.
+        iters (int): number of steps.
+
+    Returns:
+        Tensor[B, H]: the relaxed state.
     """
     drive = F.linear(s_below, w_below, b_h)
     if s_above is not None:
@@ -304,11 +448,25 @@ def homeostatic_relax(s_h: Tensor, s_below: Tensor, w_below: Tensor, s_above: Op
     if not _needs_grad(s_h, drive) and _fusable(s_h, drive):
         state, drive = torch.broadcast_tensors(s_h.detach(), drive.detach())
         return ops.homeostatic_relax(state, drive, eps, iters)
-    return _relax_torch(s_h, drive, eps, iters)
+    return homeostatic_relax_torch(s_h, drive, eps, iters)
 
 
-def _relax_torch(s_h: Tensor, drive: Tensor, eps: float = 0.5, iters: int = 20) -> Tensor:
-    """The elementwise steps of ``homeostatic_relax`` as torch ops (differentiable, any device/dtype)."""
+def homeostatic_relax_torch(s_h: Tensor, drive: Tensor, eps: float = 0.5, iters: int = 20) -> Tensor:
+    """The elementwise steps of ``homeostatic_relax`` as torch ops: differentiable, any device and dtype.
+
+    ``iters`` times s_h <- clamp(s_h - eps (s_h - drive), 0, 1), with no early stop: what
+    ``homeostatic_relax`` runs when a gradient is needed, and the loop the fused
+    ``ops.homeostatic_relax`` is measured against (``python -m torch_plugin.bench --sections snn``).
+
+    Args:
+        s_h (Tensor[B, H]): the start state.
+        drive (Tensor[B, H]): the fixed input (bottom-up plus top-down, computed once); broadcasts with ``s_h``.
+        eps (float): step size.
+        iters (int): number of steps.
+
+    Returns:
+        Tensor[B, H]: the relaxed state.
+    """
     for _ in range(int(iters)):
         s_h = (s_h - eps * (s_h - drive)).clamp(0, 1)
     return s_h

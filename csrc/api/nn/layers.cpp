@@ -1,5 +1,5 @@
 // naca::nn's ANN layers (naca/nn/common.h, linear.h, conv.h): the same checks, initialisation,
-// NI and forward as torch_plugin/nn/{_common,linear,conv}.py.
+// NI and forward as torch_plugin/nn/{common,linear,conv}.py.
 #include <naca/nn/common.h>
 #include <naca/nn/conv.h>
 #include <naca/nn/linear.h>

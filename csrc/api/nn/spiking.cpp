@@ -28,7 +28,7 @@ void check_lif(const char* who, double decay, double threshold, const std::strin
   check_real(who, "slope", slope, 0.0, std::nullopt, /*low_open=*/true);
 }
 
-// The NI draw of torch_plugin.nn._common.make_ni: float64 from the seed's own generator (or
+// The NI draw of torch_plugin.nn.common.make_ni: float64 from the seed's own generator (or
 // torch's global RNG), then the default dtype.
 torch::Tensor make_ni(int64_t num_classes, int64_t width, const std::string& init,
                       std::optional<int64_t> seed) {

@@ -1,5 +1,5 @@
 // The constructor-time argument checks of the spiking layers, SBP and the spiking models,
-// as torch_plugin/nn/_common.py's check_* in Python: c10::Error
+// as torch_plugin/nn/common.py's check_* in Python: c10::Error
 // "naca::<who>: argument '<name>' expected <what>, got <value>", raised before anything
 // is built.
 #pragma once

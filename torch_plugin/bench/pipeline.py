@@ -1,8 +1,8 @@
 """Forward-only pipeline NACA at scale: per-stage times measured in one process, the schedules simulated
 for S = 2 to 16 stages, and a pipeline of 2 gloo ranks measured against one process.
 
-    python -m torch_plugin.bench_pipeline --out out/pipeline           # a few minutes on 2 CPU cores
-    python -m torch_plugin.bench_pipeline --out out/pipeline --quick   # tiny sizes (the test's smoke run)
+    python -m torch_plugin.bench.pipeline --out out/pipeline           # a few minutes on 2 CPU cores
+    python -m torch_plugin.bench.pipeline --out out/pipeline --quick   # tiny sizes (the test's smoke run)
 
 Writes DIR/pipeline.md and DIR/pipeline.json. ``bench_pipeline(timer, quick)`` returns the results and
 ``pipeline_markdown(res)`` renders them (for a bench section).
@@ -14,7 +14,7 @@ core per stage), for microbatches of b samples: NACA's forward + local updates (
 weight gradients; the last stage's from cross-entropy) and SGD step; and its memory: the bytes autograd
 saves for the backward (``saved_tensors_hooks``, parameters excluded) and the peak bytes of NACA's step
 (the profiler's allocator events). Each time is the fastest of 2 x repeats samples (as
-``bench.Timer.best``: on a shared machine a median measured in a busy moment says more about the other
+``timing.Timer.best``: on a shared machine a median measured in a busy moment says more about the other
 load than about the code), the samples of all stages at one microbatch size taken in turn. The schedules (``distributed.schedules``) then give the time per batch of B
 samples cut into M microbatches and each stage's peak count of stashed microbatches; one process runs
 the same stages one after the other (M times the sum of the stage times; the whole model measured on
@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import models
-from .bench import Timer, cpu_peak_bytes
-from .distributed import balanced_split, schedules
-from .learn import NACA
-from .nn import NACALinear, NACAOutput
+from .. import models
+from ..distributed import balanced_split, schedules
+from ..learn import NACA
+from ..nn import NACALinear, NACAOutput
+from .harness import Timer, cpu_model, cpu_peak_bytes
 
 IN, CLASSES = 784, 10
 
@@ -47,11 +47,6 @@ def grid(quick: bool) -> dict:
                 "ranks": {"depth": 2, "microbatches": [2], "steps": 2, "rounds": 1}}
     return {"width": 1000, "in": IN, "depths": [4, 8, 16], "stages": [2, 4, 8, 16], "batch": 256,
             "microbatches": [1, 2, 4, 8, 16, 32], "ranks": {"depth": 4, "microbatches": [1, 4, 8], "steps": 5, "rounds": 4}}
-
-
-def best(timer: Timer, fns: list) -> list:
-    """Each fn's fastest sample, the samples taken in turn (``Timer.best`` for several)."""
-    return [min(ts) for ts in timer._samples(fns, 2 * timer.repeats)]
 
 
 def saved_bytes(fn) -> int:
@@ -112,9 +107,9 @@ def stage_costs(timer: Timer, compositions: list, g: dict, b: int) -> dict:
     """{kinds: costs} of the stages at microbatch b, each kind of figure sampled in turn across the stages
     (a busy moment of the machine hits them alike): seconds and bytes."""
     stages = [_Stage(kinds, g, b) for kinds in compositions]
-    naca = best(timer, [s.naca for s in stages])
-    bp = best(timer, [f for s in stages for f in (s.forward, s.forward_backward)])
-    sgd = best(timer, [s.sgd for s in stages])
+    naca = timer.best_of([s.naca for s in stages])
+    bp = timer.best_of([f for s in stages for f in (s.forward, s.forward_backward)])
+    sgd = timer.best_of([s.sgd for s in stages])
     return {kinds: {"naca": naca[i], "bp_forward": bp[2 * i], "bp_backward": max(bp[2 * i + 1] - bp[2 * i], 0.0),
                     "bp_update": sgd[i], "bp_saved": s.bp_saved, "naca_peak": s.naca_peak}
             for i, (kinds, s) in enumerate(zip(compositions, stages))}
@@ -193,7 +188,7 @@ def bench_pipeline(timer: Timer, quick: bool, ranks: bool = True) -> dict:
     res = {"grid": g, "stages": [{"kinds": list(k), "microbatch": b, **v} for (k, b), v in costs.items()],
            "simulation": simulate(costs, g)}
     if ranks:
-        from .bench_ranks import measure_ranks
+        from .ranks import measure_ranks
 
         res["ranks"] = measure_ranks(g)
     return res
@@ -266,7 +261,7 @@ def ranks_markdown(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m torch_plugin.bench_pipeline", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m torch_plugin.bench.pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="out/pipeline", help="folder for pipeline.md and pipeline.json")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats")
     p.add_argument("--repeats", type=int, default=None,
@@ -277,9 +272,7 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0]
     start = time.perf_counter()
     res = bench_pipeline(timer, args.quick, ranks=not args.no_ranks)
-    from .bench import cpu_model
-
-    res["meta"] = {"command": "python -m torch_plugin.bench_pipeline " + " ".join(argv if argv is not None
+    res["meta"] = {"command": "python -m torch_plugin.bench.pipeline " + " ".join(argv if argv is not None
                                                                                    else sys.argv[1:]),
                    "cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                    "load_1min_start": load, "load_1min_end": os.getloadavg()[0],

@@ -1,5 +1,5 @@
 """A ``PipelineLearner`` of 2 gloo ranks (one thread each) measured against one process on this machine
-(``bench_pipeline``'s measured part).
+(``bench.pipeline``'s measured part).
 
 In each of ``rounds`` rounds (after a warm-up round), rank 0 times the one-process baselines while rank 1
 waits in a barrier: NACA on the whole model stepping the M microbatches in order (the pipeline's
@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from . import models
-from .learn import NACA
+from .. import models
+from ..learn import NACA
 
 CLASSES = 10
 
@@ -60,7 +60,7 @@ def _one_process(g: dict, x, y, M: int) -> dict:
 def _rank(rank: int, world: int, path: str, g: dict, out: str) -> None:
     import torch.distributed as dist
 
-    from .distributed import PipelineLearner
+    from ..distributed import PipelineLearner
 
     dist.init_process_group("gloo", store=dist.FileStore(path, world), rank=rank, world_size=world)
     torch.set_num_threads(1)

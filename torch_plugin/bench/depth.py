@@ -1,5 +1,6 @@
 """The ``depth`` section of ``python -m torch_plugin.bench``: the peak memory of one training step as
-the network deepens.
+the network deepens (rendered by ``bench.report.depth_markdown``, plotted by ``bench.report.plot_depth``
+as DIR/depth.png).
 
 Measured in one process, each model built afresh from one seed, after warm-up steps (the first step
 of a NACA learner's input signature keeps its whole forward while it validates it, see
@@ -13,7 +14,7 @@ of a NACA learner's input signature keeps its whole forward while it validates i
 * the spiking MLP 784-[512] x depth-10 (depth 1, 2, 4), T = 20 and 100, batch 256: the same four
   (BP: through time, surrogate spikes, cross-entropy on the rates).
 
-Peak: the bytes a step allocates above what was resident before it (``bench.Timer.peak_memory``:
+Peak: the bytes a step allocates above what was resident before it (``timing.Timer.peak_memory``:
 CUDA ``max_memory_allocated``; CPU the profiler's allocator events), the larger of two steps. ``resident`` is what stays
 allocated between steps: parameters, NI buffers, ``.grad`` and optimizer state.
 """
@@ -24,7 +25,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from . import learn, models
+from .. import learn, models
+from .harness import Timer
 
 METHODS = ("naca_sgd", "naca_kept", "naca_adam", "bp_sgd")
 
@@ -83,7 +85,8 @@ def measure(make, x: torch.Tensor, y: torch.Tensor, device, timer, methods=METHO
     return out
 
 
-def bench_depth(device: torch.device, timer, quick: bool) -> dict:
+def bench_depth(device: torch.device, timer: Timer, quick: bool) -> dict:
+    """The rows of the MLP, conv and spiking grids, and the depth targets of the MLP rows."""
     g = grids(quick)
     gen = torch.Generator().manual_seed(0)
     mlp_rows = []
@@ -127,76 +130,6 @@ def depth_targets(rows: list) -> list:
     return out
 
 
-def _mib(b) -> str:
-    return "n/a" if not b else f"{b / 2 ** 20:.3g}"
-
-
-def _ratio(a, b) -> str:
-    return "n/a" if not a or not b else f"{a / b:.1f}x"
-
-
-def depth_markdown(res: dict) -> list:
-    out = ["", "### 5. Depth: peak memory of one step (MiB above the resident model, data and optimizer)", "",
-           "NACA SGD: streamed (each layer learns as its forward ends, `learn.stream`); kept: "
-           "`NACA(streaming=False)`, every layer's input and output kept until the forward ends; Adam: NACA "
-           "with Adam (its `.grad` and moments are resident, not in the peak); BP: autograd + SGD (grads set "
-           "to None before the step, so they are in its peak). BP / NACA = BP peak / NACA SGD peak.", "",
-           "| width | batch | depth | NACA SGD | kept | NACA Adam | BP | BP / NACA | resident NACA SGD / Adam / BP |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in res["mlp"]:
-        out.append(f"| {r['width']} | {r['batch']} | {r['depth']} | {_mib(r['naca_sgd'])} | {_mib(r['naca_kept'])} | "
-                   f"{_mib(r['naca_adam'])} | {_mib(r['bp_sgd'])} | {_ratio(r['bp_sgd'], r['naca_sgd'])} | "
-                   f"{_mib(r['naca_sgd_resident'])} / {_mib(r['naca_adam_resident'])} / "
-                   f"{_mib(r['bp_sgd_resident'])} |")
-    if res["targets"]:
-        out += ["", "| width | batch | NACA SGD peak, depth 2 -> {d} | target <= 1.25x | BP / NACA at depth {d} | "
-                "target >= 8x |".format(d=res["targets"][0]["deepest"]), "|---:|---:|---:|---|---:|---|"]
-        for t in res["targets"]:
-            out.append(f"| {t['width']} | {t['batch']} | {t['growth_2_to_deepest']:.2f}x | "
-                       f"{'met' if t['growth_met'] else 'not met'} | {t['bp_over_naca_deepest']:.1f}x | "
-                       f"{'met' if t['vs_bp_met'] else 'not met'} |")
-    out += ["", "| model | batch | NACA SGD | kept | NACA Adam | BP | BP / NACA |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in res["conv"]:
-        out.append(f"| {r['model']} | {r['batch']} | {_mib(r['naca_sgd'])} | {_mib(r['naca_kept'])} | "
-                   f"{_mib(r['naca_adam'])} | {_mib(r['bp_sgd'])} | {_ratio(r['bp_sgd'], r['naca_sgd'])} |")
-    out += ["", "Spiking MLP (BP: through time with surrogate spikes):", "",
-            "| width | depth | T | batch | NACA SGD | kept | NACA Adam | BP | BP / NACA |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in res["snn"]:
-        out.append(f"| {r['width']} | {r['depth']} | {r['T']} | {r['batch']} | {_mib(r['naca_sgd'])} | "
-                   f"{_mib(r['naca_kept'])} | {_mib(r['naca_adam'])} | {_mib(r['bp_sgd'])} | "
-                   f"{_ratio(r['bp_sgd'], r['naca_sgd'])} |")
-    return out
-
-
-def plot_depth(res: dict, path: str) -> Optional[str]:
-    """Peak against depth, one panel per width (log scale); None when matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    widths = list(dict.fromkeys(r["width"] for r in res["mlp"]))
-    fig, axes = plt.subplots(1, len(widths), figsize=(5.5 * len(widths), 4.2), squeeze=False)
-    styles = {"naca_sgd": ("NACA SGD (streamed)", "-"), "naca_kept": ("NACA kept", ":"),
-              "naca_adam": ("NACA Adam", "--"), "bp_sgd": ("BP SGD", "-.")}
-    for ax, w in zip(axes[0], widths):
-        for b in dict.fromkeys(r["batch"] for r in res["mlp"]):
-            rows = [r for r in res["mlp"] if r["width"] == w and r["batch"] == b]
-            for method, (label, ls) in styles.items():
-                pts = [(r["depth"], r[method] / 2 ** 20) for r in rows if r[method]]
-                if pts:
-                    ax.plot(*zip(*pts), ls, marker="o", label=f"{label}, batch {b}")
-        ax.set(xscale="log", yscale="log", xlabel="hidden layers", ylabel="step peak (MiB)",
-               title=f"MLP {res.get('in_features', '')}-[{w}] x depth-10")
-        ax.set_xticks(sorted({r["depth"] for r in res["mlp"] if r["width"] == w}))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Peak memory of one training step ({res.get('device_name', '')})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+def run(device: torch.device, timer: Timer, quick: bool, bounds: dict) -> dict:
+    """{"depth": bench_depth(...)}."""
+    return {"depth": bench_depth(device, timer, quick)}

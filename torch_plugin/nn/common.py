@@ -9,21 +9,22 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "relu": torch.relu,
-    "identity": lambda t: t,
-}
+from ..ops import ACTIVATIONS
+
+
+def _identity(t: Tensor) -> Tensor:
+    return t
+
+
+# The functions of the activation names the ops take (``ops.ACTIVATIONS``, the one list): torch's
+# function of that name, identity aside.
+ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
+    name: _identity if name == "identity" else getattr(torch, name) for name in ACTIVATIONS}
 
 # In-place forms, for a forward that records for a learner (no autograd): z's
 # buffer becomes h, so the layer keeps one B x H tensor instead of two.
-ACTIVATIONS_INPLACE: dict[str, Callable[[Tensor], Tensor]] = {
-    "tanh": torch.tanh_,
-    "sigmoid": torch.sigmoid_,
-    "relu": torch.relu_,
-    "identity": lambda t: t,
-}
+ACTIVATION_FNS_INPLACE: dict[str, Callable[[Tensor], Tensor]] = {
+    name: _identity if name == "identity" else getattr(torch, name + "_") for name in ACTIVATIONS}
 
 NI_INITS = ("uniform", "normal", "beta", "zeros")
 
@@ -103,7 +104,7 @@ def check_layer_args(who: str, num_classes: Any, activation: Optional[str] = Non
     """The arguments every NACA layer shares; returns num_classes as an int."""
     n = check_int(who, "num_classes", num_classes, 2)
     if activation is not None:
-        check_choice(who, "activation", activation, tuple(ACTIVATIONS))
+        check_choice(who, "activation", activation, ACTIVATIONS)
     if ni_init is not None:
         check_choice(who, "ni_init", ni_init, NI_INITS)
     check_seed(who, seed)
@@ -126,9 +127,9 @@ def warn_unsupported_naca_activations(layers) -> None:
 
 def activation_fn(name: str) -> Callable[[Tensor], Tensor]:
     try:
-        return ACTIVATIONS[name]
+        return ACTIVATION_FNS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}") from None
 
 
 class Recording:
@@ -178,7 +179,7 @@ def activate_and_record(layer, x: Tensor, z: Tensor) -> Tensor:
     if torch.is_grad_enabled() and (z.requires_grad or x.requires_grad):
         h = layer._act(z)
     else:
-        h = ACTIVATIONS_INPLACE[layer.activation](z)
+        h = ACTIVATION_FNS_INPLACE[layer.activation](z)
     keep(layer, (x.detach(), h.detach()))
     return h
 
