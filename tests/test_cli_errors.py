@@ -58,6 +58,7 @@ BAD = [
     (["--model", "conv", "--channels", "0,8"], "--channels"),
     (["--model", "conv", "--conv-kernel", "0"], "--conv-kernel"),
     (["--methods", "bp,bp"], "--methods"),
+    (["--methods", "bp,sbp+gate"], "--methods"),  # the gate variant of a method that cannot take the gate
     (["--dataset", "no/such/folder"], "--dataset"),
 ]
 

@@ -159,12 +159,16 @@ def test_preset_naca_class_il(tmp_path):
     assert (a.scenario, a.tasks_classes, a.batch_size, a.bias, a.stop_metric, a.eval) == (
         "class-incremental", 1, 256, "none", "eval", "per-class")
     assert a.standardize and a.restore_best and a.clip_grad_norm == 10000 and a.seeds == [0, 1, 2, 3, 4]
-    assert a.methods == ["naca", "bp", "ewc", "si", "lwf", "replay"] and a.gate_methods == ["naca", "bp"]
+    assert a.methods == ["naca+gate", "naca", "bp+gate", "bp", "ewc", "si", "lwf", "replay"]
+    assert a.gate_methods == ["naca+gate", "bp+gate"]
     assert a.lr_given == {"naca": 0.0005} and a.epochs == 100
     a = compare.parse_args(["--preset", "naca-class-il", "--dataset", "digits", "--epochs", "3", "--methods",
-                            "bp,ewc", "--seeds", "7", "--out", str(tmp_path)])
-    assert a.epochs == 3 and a.seeds == [7] and a.methods == ["bp", "ewc"] and a.gate_methods == ["bp"]
-    assert a.lr_given == {}  # the preset's NACA lr goes with naca
+                            "bp+gate,ewc", "--seeds", "7", "--out", str(tmp_path)])
+    assert a.epochs == 3 and a.seeds == [7] and a.methods == ["bp+gate", "ewc"] and a.gate_methods == ["bp+gate"]
+    assert a.lr_given == {}  # the preset's NACA lr goes with naca and naca+gate
+    a = compare.parse_args(["--preset", "naca-class-il", "--dataset", "digits", "--methods", "naca,bp",
+                            "--out", str(tmp_path)])
+    assert a.gate_methods == [] and not a.gate and a.lr_given == {"naca": 0.0005}
     with pytest.raises(SystemExit):
         compare.parse_args(["--preset", "nope", "--dataset", "digits"])
     compare.main(["--preset", "naca-class-il", "--dataset", "digits", "--hidden", "16", "--epochs", "1", "--seeds",
@@ -174,7 +178,8 @@ def test_preset_naca_class_il(tmp_path):
     assert "--epochs" not in md.split("Preset naca-class-il set:")[1].split("\n")[0]  # given, so not the preset's
     assert "NACA 79.2 ± 3.8 (SE)" in md
     runs = json.loads((tmp_path / "p" / "results.json").read_text())["runs"]
-    assert [r["method"] for r in runs] == ["naca", "bp", "ewc", "si", "lwf", "replay"]
+    assert [r["method"] for r in runs] == ["naca+gate", "naca", "bp+gate", "bp", "ewc", "si", "lwf", "replay"]
+    assert [r["gate"] for r in runs] == [True, False, True, False, False, False, False, False]
     assert all(r["per_class_eval"] is not None and r["batch_size"] == 256 for r in runs)
 
 
@@ -230,7 +235,7 @@ def test_preset_on_an_idx_folder(tmp_path):
             head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in arr.shape)
             (tmp_path / f"{split}-{kind}-ubyte").write_bytes(head + arr.tobytes())
     compare.main(["--preset", "naca-class-il", "--dataset", str(tmp_path), "--hidden", "8", "--epochs", "1", "--seeds",
-                  "0", "--methods", "naca,bp,replay", "--quiet", "--no-plots", "--out", str(tmp_path / "o")])
+                  "0", "--methods", "naca+gate,bp+gate,replay", "--quiet", "--no-plots", "--out", str(tmp_path / "o")])
     res = json.loads((tmp_path / "o" / "results.json").read_text())
     assert res["dataset"]["train_samples"] == len(ytr) and res["config"]["preset"] == "naca-class-il"
     assert [r["gate"] for r in res["runs"]] == [True, True, False]

@@ -1,6 +1,7 @@
 """The comparison command's input gate (torch_plugin.learn.InputGate on the study's runs) and its spiking model."""
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -151,3 +152,73 @@ def test_measured_macs_of_spiking_naca_rules(rule):
     per_step = 8 * 6 + 6 * 3
     expect = 5 * per_step + (8 * 6 + 5 * 6 * 3 if rule == "last-step" else 5 * per_step)
     assert metrics.measured_macs(lambda: learner.step(x, y), 4) == pytest.approx(expect)
+
+
+def _ci_study(out, *argv):
+    compare.main(["--dataset", "digits", "--hidden", "16", "--epochs", "1", "--scenario", "class-incremental",
+                  "--optimizer", "sgd", "--seeds", "0", "--quiet", "--out", str(out), *argv])
+    res = json.loads((out / "results.json").read_text())
+    return {r["method"]: r for r in res["runs"]}, res
+
+
+def _same_run(a, b):
+    return (a["test_acc_per_epoch"] == b["test_acc_per_epoch"] and a["weight_change"] == b["weight_change"]
+            and a["class_incremental"]["acc_matrix"] == b["class_incremental"]["acc_matrix"])
+
+
+def test_gate_variant_beside_the_ungated_method(tmp_path):
+    """--methods bp,bp+gate,naca+gate: bp+gate is bp with the gate (the runs of a --gate study), bp beside it
+    is ungated (the runs of a study without the gate); each label has its row, summary, run file and plot
+    entries; --resume reuses both variants' runs."""
+    runs, res = _ci_study(tmp_path / "v", "--methods", "bp,bp+gate,naca+gate")
+    bp, bpg, nacag = runs["bp"], runs["bp+gate"], runs["naca+gate"]
+    assert not bp["gate"] and bpg["gate"] and nacag["gate"]
+    assert (bp["base_method"], bpg["base_method"], nacag["base_method"]) == ("bp", "bp", "naca")
+    assert bp["gate_by_class_eval"] is None and bpg["gate_by_class_eval"] is not None
+    assert not _same_run(bp, bpg)  # the gate changed what bp+gate learned
+    assert bpg["lr"] == bp["lr"] and bpg["multiplies_per_sample"]["formula"] == bp["multiplies_per_sample"]["formula"]
+    plain, _ = _ci_study(tmp_path / "plain", "--methods", "bp")
+    gated, _ = _ci_study(tmp_path / "gated", "--methods", "bp,naca", "--gate")
+    assert _same_run(bp, plain["bp"]) and _same_run(bpg, gated["bp"]) and _same_run(nacag, gated["naca"])
+    md = (tmp_path / "v" / "results.md").read_text()
+    assert "| bp |" in md and "| bp+gate |" in md and "| naca+gate |" in md
+    assert list(res["summary"]) == ["bp", "bp+gate", "naca+gate"]
+    assert res["files"]["runs"][1] == os.path.join("runs", "bp+gate_seed0.json")
+    assert "acc_matrix_class_sorted.png" in res["files"]["plots"] and "mean_acc_bars.png" in res["files"]["plots"]
+    calls = []
+    real = compare.study.train_run
+
+    def counted(args, method, seed, ds, tasks):
+        calls.append(method)
+        return real(args, method, seed, ds, tasks)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compare.study, "train_run", counted)
+        _, res2 = _ci_study(tmp_path / "v", "--methods", "bp,bp+gate,naca+gate,naca", "--resume", "--no-plots")
+    assert calls == ["naca"] and res2["resumed_runs"] == ["bp_seed0", "bp+gate_seed0", "naca+gate_seed0"]
+    assert res2["runs"][1] == bpg
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--methods", "bp,sbp+gate"], "unknown variant 'sbp+gate'"),
+    (["--methods", "bp+gated"], "unknown ['bp+gated']"),
+    (["--methods", "bp,bp+gate", "--gate"], "argument --gate: gates bp"),
+    (["--methods", "bp,bp+gate", "--gate-methods", "bp"], "argument --gate-methods: gates bp"),
+    (["--methods", "bp+gate", "--lr", "naca+gate=0.1"], "argument --lr: method 'naca+gate' is not in --methods"),
+])
+def test_gate_variant_bad_input_is_a_usage_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        compare.parse_args(["--dataset", "digits", *argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_gate_variant_takes_the_base_methods_lr_and_its_own():
+    a = compare.parse_args(["--dataset", "digits", "--methods", "naca,naca+gate", "--lr", "naca=0.01"])
+    ds = data.load_dataset("digits")
+    assert compare.resolve_lr(a, "naca+gate", ds) == compare.resolve_lr(a, "naca", ds) == 0.01
+    a = compare.parse_args(["--dataset", "digits", "--methods", "naca,naca+gate", "--lr", "naca+gate=0.02",
+                            "--batch-size", "8,naca+gate=4"])
+    assert compare.resolve_lr(a, "naca+gate", ds) == 0.02 and compare.resolve_lr(a, "naca", ds) == 1e-3  # adam's
+    from torch_plugin.compare.methods import resolve_batch_size
+
+    assert (resolve_batch_size(a, "naca+gate"), resolve_batch_size(a, "naca")) == (4, 8)

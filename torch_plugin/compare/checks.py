@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .schema import METHODS
+from .schema import METHODS, VARIANTS
 
 class UsageError(ValueError):
     """A value the command line accepted but the data refuse (e.g. --model conv on flat samples); the command
@@ -102,8 +102,8 @@ def per_method(p: argparse.ArgumentParser, flag: str, text: str, conv: Callable[
             if default is not None:
                 p.error(f"argument {flag}: more than one value without a method name in {text!r}")
             key = None
-        elif key not in METHODS:
-            p.error(f"argument {flag}: unknown method {key!r}; choose from {', '.join(METHODS)}")
+        elif key not in METHODS and key not in VARIANTS:
+            p.error(f"argument {flag}: unknown method {key!r}; choose from {', '.join(METHODS)} (or METHOD+gate)")
         elif key not in methods:
             p.error(f"argument {flag}: method {key!r} is not in --methods ({','.join(methods)})")
         elif key in out:

@@ -10,7 +10,8 @@ from ..ops import ACTIVATIONS
 from .checks import (UsageError, check_dataset, check_device, check_out, int_list, nonneg_int, per_method,
                      positive_int, real, seed_list, warn_activation)
 from .presets import PRESETS, expand
-from .schema import BIAS_SUFFIX, CONTINUAL_METHODS, GATED_METHODS, METHODS, MODELS, SBP_METHODS
+from .schema import (BIAS_SUFFIX, CONTINUAL_METHODS, GATE_SUFFIX, GATED_METHODS, METHODS, MODELS, SBP_METHODS,
+                     VARIANTS, base_method)
 from .study import run_study
 
 
@@ -23,11 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default=None, choices=tuple(PRESETS),
                    help="a named set of flags, each overridden by the same flag given beside it: naca-class-il, "
-                        "the NACA authors' class-incremental loop with per-class evaluation, 5 seeds and the "
-                        "controls (gated bp; ungated ewc, si, lwf; replay); docs/studies.md lists its flags")
+                        "the NACA authors' class-incremental loop with per-class evaluation, 5 seeds, NACA with "
+                        "and without the gate and the controls (bp with and without the gate; ewc, si, lwf; "
+                        "replay); docs/studies.md lists its flags")
     p.add_argument("--methods", default="bp,naca",
                    help="comma list of: " + ", ".join(METHODS) + " (sbp-local: SBP without the spread, "
-                        "lambda_f = 0, the papers' 'without SBP' control)")
+                        "lambda_f = 0, the papers' 'without SBP' control); METHOD" + GATE_SUFFIX + " (e.g. bp"
+                        + GATE_SUFFIX + "): that method with the input gate, beside the ungated one in one study "
+                        "(any of " + ", ".join(GATED_METHODS) + ")")
     p.add_argument("--model", default="mlp", choices=MODELS,
                    help="mlp: Flatten-NACALinear(tanh)-NACAOutput; conv: the papers' conv64-conv128-FC-FC; "
                         "snn: models.spiking_mlp (LIF, T steps)")
@@ -131,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "it sees the test batch's mean input, which can leak the class")
     p.add_argument("--gate-methods", default="",
                    help="comma list: only these methods' runs get the gate (implies --gate), e.g. naca,bp to hold "
-                        "gated NACA and BP beside ungated ewc, si")
+                        "gated NACA and BP beside ungated ewc, si (a method both gated and ungated: METHOD+gate "
+                        "in --methods)")
     p.add_argument("--gate-delta", type=real(0.0), default=0.2,
                    help="the gate's delta in standard deviations of the training inputs: the authors' inputs are "
                         "standardized (MNIST: Normalize(0.1307, 0.3081)), so their 0.2 is 0.2 std; the raw value "
@@ -182,14 +187,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     a.preset_set = preset_set
     a.methods = [m.strip() for m in a.methods.split(",") if m.strip()]
-    bad = [m for m in a.methods if m not in METHODS]
+    for m in a.methods:
+        if m.endswith(GATE_SUFFIX) and m not in VARIANTS:
+            p.error(f"argument --methods: unknown variant {m!r}; {GATE_SUFFIX} (the input gate) applies to "
+                    f"{', '.join(GATED_METHODS)}")
+    bad = [m for m in a.methods if m not in METHODS and m not in VARIANTS]
     if bad or not a.methods:
-        p.error(f"argument --methods: unknown {bad}; choose from {', '.join(METHODS)}")
+        p.error(f"argument --methods: unknown {bad}; choose from {', '.join(METHODS)}, or METHOD{GATE_SUFFIX} "
+                f"(e.g. bp{GATE_SUFFIX})")
     if len(set(a.methods)) != len(a.methods):
         p.error(f"argument --methods: each method once, got {','.join(a.methods)}")
-    if "bp-surrogate" in a.methods and a.model != "snn":
+    bases = [base_method(m) for m in a.methods]  # what each label trains: the checks below read these
+    if "bp-surrogate" in bases and a.model != "snn":
         p.error("argument --methods: bp-surrogate trains a spiking network: use it with --model snn")
-    sbp = [m for m in a.methods if m in SBP_METHODS]
+    sbp = [m for m in bases if m in SBP_METHODS]
     if sbp and a.model == "conv":
         p.error(f"argument --methods: {','.join(sbp)} needs a one-hidden-layer network: --model mlp or snn")
     if sbp and len(a.hidden) != 1:
@@ -221,36 +232,43 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("argument --class-order: applies to --scenario class-incremental")
     if a.stop_metric != "running" and a.stop_at == 0:
         p.error("argument --stop-metric: eval needs --stop-at > 0")
-    if a.clip_grad_norm > 0 and not any(m not in SBP_METHODS for m in a.methods):
+    if a.clip_grad_norm > 0 and not any(m not in SBP_METHODS for m in bases):
         p.error("argument --clip-grad-norm: applies to bp, bp-surrogate and naca runs (sbp has no gradient)")
     if a.train_subset is None and a.dataset == "fashion-mnist" and not ci:
         a.train_subset = 20000
-    _, a.lr_given = per_method(p, "--lr", a.lr, real(0.0), a.methods, allow_default=False)
-    default_bs, a.batch_size_given = per_method(p, "--batch-size", a.batch_size, positive_int, a.methods,
+    named = a.methods + [b for b in dict.fromkeys(bases) if b not in a.methods]  # bp=... also sets bp+gate's
+    _, a.lr_given = per_method(p, "--lr", a.lr, real(0.0), named, allow_default=False)
+    default_bs, a.batch_size_given = per_method(p, "--batch-size", a.batch_size, positive_int, named,
                                                 allow_default=True)
     a.batch_size = 32 if default_bs is None else int(default_bs)
-    cont = [m for m in a.methods if m in CONTINUAL_METHODS]
+    cont = [m for m in bases if m in CONTINUAL_METHODS]
     if cont and a.model == "snn":
         p.error(f"argument --methods: {','.join(cont)} train the ANN models (--model mlp or conv); for the "
                 f"spiking model use bp-surrogate")
-    if "replay" in a.methods and a.replay_size < 1:
+    if "replay" in bases and a.replay_size < 1:
         p.error(f"argument --replay-size: --methods replay needs a buffer of >= 1 sample, got {a.replay_size}")
     for dests, meths in ((("ewc_lambda",), ("ewc", "ewc-online")), (("ewc_gamma",), ("ewc-online",)),
                          (("si_c", "si_xi"), ("si",)), (("lwf_alpha", "lwf_temperature"), ("lwf",)),
                          (("replay_size",), ("replay",))):
         given = _changed_flags(p, a, *dests)
-        if given and not any(m in a.methods for m in meths):
+        if given and not any(m in bases for m in meths):
             p.error(f"argument {given[0]}: applies to --methods {' or '.join(meths)}")
-    if a.bp_loss != "ce" and (a.model == "snn" or not any(m == "bp" or m in CONTINUAL_METHODS for m in a.methods)):
+    if a.bp_loss != "ce" and (a.model == "snn" or not any(m == "bp" or m in CONTINUAL_METHODS for m in bases)):
         p.error("argument --bp-loss: applies to bp and the continual baselines on --model mlp or conv")
     gm = [m.strip() for m in a.gate_methods.split(",") if m.strip()]
     for m in gm:
         if m not in a.methods:
             p.error(f"argument --gate-methods: {m!r} is not in --methods ({','.join(a.methods)})")
-        if m not in GATED_METHODS:
+        if base_method(m) not in GATED_METHODS:
             p.error(f"argument --gate-methods: {m} runs cannot take the gate (it gates: {', '.join(GATED_METHODS)})")
-    a.gate = a.gate or bool(gm)
-    a.gate_methods = gm if gm else [m for m in a.methods if m in GATED_METHODS] if a.gate else []
+    flag = "--gate-methods" if gm else "--gate"
+    gated = gm if gm else [m for m in a.methods if base_method(m) in GATED_METHODS] if a.gate else []
+    a.gate_methods = gated + [m for m in a.methods if m in VARIANTS and m not in gated]
+    a.gate = bool(a.gate_methods)
+    for m in a.methods:  # bp gated by the flag beside bp+gate: two labels, the same runs
+        if m in VARIANTS and base_method(m) in a.gate_methods:
+            p.error(f"argument {flag}: gates {base_method(m)}, which then trains the same runs as {m} beside it; "
+                    f"leave {base_method(m)} ungated (e.g. --gate-methods without it)")
     if a.gate and (a.model == "conv" or a.stp):
         p.error("argument --gate: implemented for --model mlp and snn (without --stp)")
     if a.stp and a.model != "snn":
@@ -264,7 +282,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if "--sbp-fraction" in sbp_set and "sbp" not in a.methods:
         p.error("argument --sbp-fraction: applies to --methods sbp (sbp-local runs always use lambda_f = 0)")
     if a.activation not in NACA_ACTIVATIONS:
-        warn_activation(a.activation, a.model, a.methods)
+        warn_activation(a.activation, a.model, bases)
     return a
 
 

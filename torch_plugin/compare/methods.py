@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from .. import data as tpdata
 from ..learn.gate import InputGate
 from .continual import make_continual
-from .schema import BIAS_SUFFIX, CONTINUAL_METHODS, DEFAULT_LR, SBP_METHODS, SBP_SNN_LR, SNN_NACA_LR
+from .schema import BIAS_SUFFIX, CONTINUAL_METHODS, DEFAULT_LR, SBP_METHODS, SBP_SNN_LR, SNN_NACA_LR, base_method
 
 def lazy_import(name: str, what: str):
     """Import name (module.attr) when first needed; SystemExit naming `what` if this build lacks it."""
@@ -26,7 +26,10 @@ def lazy_import(name: str, what: str):
 
 
 def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Module, str]:
+    """The run's model and its description; method: a --methods label (bp+gate builds bp's model)."""
     from .. import models
+
+    method = base_method(method)
 
     n, d = ds.num_classes, ds.in_features
     hid = "-".join(str(h) for h in args.hidden)
@@ -58,11 +61,17 @@ def build_model(args, method: str, ds: tpdata.Dataset, seed: int) -> tuple[nn.Mo
 
 
 def resolve_batch_size(args, method: str) -> int:
-    """The training batch size of the method's runs: --batch-size method=N, else the plain value (default 32)."""
-    return int(args.batch_size_given.get(method, args.batch_size))
+    """The training batch size of the label's runs: --batch-size bp+gate=N, else bp=N (the base method's), else
+    the plain value (default 32)."""
+    given = args.batch_size_given
+    return int(given.get(method, given.get(base_method(method), args.batch_size)))
 
 
 def resolve_lr(args, method: str, ds: tpdata.Dataset) -> float:
+    """The label's learning rate: --lr bp+gate=V, else bp=V (the base method's), else the default of the base."""
+    if method in args.lr_given:
+        return args.lr_given[method]
+    method = base_method(method)
     if method in args.lr_given:
         return args.lr_given[method]
     if method == "naca" and args.model == "snn":
@@ -102,7 +111,8 @@ class GradClipper:
     @classmethod
     def for_run(cls, args, method: str) -> Optional["GradClipper"]:
         """The clipper a run of this method gets: --clip-grad-norm > 0 and a method with a gradient (not sbp)."""
-        return cls(args.clip_grad_norm) if args.clip_grad_norm > 0 and method not in SBP_METHODS else None
+        return (cls(args.clip_grad_norm) if args.clip_grad_norm > 0 and base_method(method) not in SBP_METHODS
+                else None)
 
 
 def make_step(args, method: str, model: nn.Module, lr: float, gate_delta: Optional[float] = None,
@@ -110,13 +120,15 @@ def make_step(args, method: str, model: nn.Module, lr: float, gate_delta: Option
     """A function step(x, y) -> logits that trains on one batch, and the optimizer's name.
     gate_delta (raw units): put the input gate on the hidden layers (naca, bp, bp-surrogate).
     clip: clip the (pseudo-)gradient before each step (naca then steps through torch.optim.SGD).
-    seed: the run's seed (SBP draws its lambda_p synapse subset from it)."""
+    seed: the run's seed (SBP draws its lambda_p synapse subset from it).
+    method: a --methods label (bp+gate trains as bp, gated when it is)."""
     from ..nn import NACALinear, NACASpikingLinear
 
     gates = []
     if gate_delta is not None and is_gated(args, method):
         gates = [InputGate(m, gate_delta) for m in model.modules()
                  if isinstance(m, NACALinear) or (isinstance(m, NACASpikingLinear) and not m.is_output)]
+    method = base_method(method)
     if method == "naca":
         from ..learn import NACA as _NACA
 
@@ -193,7 +205,7 @@ def training_loss(args) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 def is_gated(args, method: str) -> bool:
-    """Whether the method's runs get the input gate (--gate, --gate-methods)."""
+    """Whether the label's runs get the input gate (a METHOD+gate label, --gate, --gate-methods)."""
     return method in args.gate_methods
 
 

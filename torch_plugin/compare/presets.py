@@ -4,12 +4,15 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
+from .schema import base_method
+
 # The NACA authors' class-incremental loop (docs/algorithms.md §1.7), their evaluation (each class's test set
-# on its own, 5 seeds), with the controls: gated BP beside gated NACA; ungated EWC, SI, LwF; replay.
+# on its own, 5 seeds): NACA with and without the gate, and the controls: BP with and without the gate (the
+# gate's share of NACA's result), EWC, SI, LwF, replay.
 PRESETS = {
     "naca-class-il": {
         "scenario": "class-incremental", "tasks_classes": "1", "model": "mlp", "hidden": "1000",
-        "seeds": "0,1,2,3,4", "methods": "naca,bp,ewc,si,lwf,replay", "gate_methods": "naca,bp",
+        "seeds": "0,1,2,3,4", "methods": "naca+gate,naca,bp+gate,bp,ewc,si,lwf,replay",
         "activation": "sigmoid", "batch_size": "256", "bias": "none", "standardize": True,
         "stop_metric": "eval", "stop_at": "0.95", "restore_best": True, "clip_grad_norm": "10000",
         "class_order": "shuffled", "eval": "per-class", "gate_eval_batch_size": "256", "lr": "naca=0.0005",
@@ -41,11 +44,8 @@ def expand(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[list[str],
     given = _given_dests(parser, argv)
     preset = {k: v for k, v in PRESETS[known.preset].items() if k not in given}
     methods = given.get("methods", PRESETS[known.preset]["methods"])
-    if "lr" in preset and "naca" not in str(methods).split(","):
-        preset.pop("lr")  # the preset's lr is NACA's: dropped with naca
-    if "gate_methods" in preset:
-        kept = [m for m in preset["gate_methods"].split(",") if m in str(methods).split(",")]
-        preset["gate_methods"] = ",".join(kept)
+    if "lr" in preset and "naca" not in [base_method(m.strip()) for m in str(methods).split(",")]:
+        preset.pop("lr")  # the preset's lr is NACA's (naca and naca+gate): dropped with them
     flags = []
     actions = {a.dest: a for a in parser._actions}
     for dest, value in preset.items():

@@ -9,6 +9,15 @@ CONTINUAL_METHODS = ("ewc", "ewc-online", "si", "lwf", "replay")
 SBP_METHODS = ("sbp", "sbp-local")
 GATED_METHODS = ("naca", "bp", "bp-surrogate") + CONTINUAL_METHODS  # can take the input gate (not sbp, sbp-local)
 MODELS = ("mlp", "conv", "snn")
+# --methods bp+gate: bp with the input gate, a method of its own beside ungated bp in one study (its label in
+# results.md, results.json, the plots and runs/bp+gate_seed<seed>.json); any gate-capable method takes it.
+GATE_SUFFIX = "+gate"
+VARIANTS = tuple(m + GATE_SUFFIX for m in GATED_METHODS)
+
+
+def base_method(label: str) -> str:
+    """The method a --methods label trains: 'bp+gate' -> 'bp'; a plain method is its own base."""
+    return label[:-len(GATE_SUFFIX)] if label in VARIANTS else label
 
 # Default learning rates, measured on digits and a Fashion-MNIST subset (examples/results/README.md).
 # NACA's update sums over the batch (the reference code), BP's cross-entropy averages it,
@@ -37,7 +46,8 @@ RESULTS_SCHEMA = {
     "resumed_runs": "list of '<method>_seed<seed>' runs read back from runs/ (--resume) instead of trained",
 }
 RUN_SCHEMA = {
-    "method": "one of METHODS", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
+    "method": "the --methods label: one of METHODS, or METHOD+gate (VARIANTS: that method with the input gate)",
+    "base_method": "one of METHODS, the method the label trains", "seed": "int", "model": "str, e.g. mlp 784-1000-10",
     "optimizer": "sgd | adam | sbp", "lr": "float", "batch_size": "int, the training batch size", "parameters": "int, trainable parameters",
     "epochs": "list of {task, epoch, train_acc, test_acc, seconds, samples_per_s} in training order "
               "(task 0 in the standard scenario; test_acc on the whole test set); with --stop-metric eval or "
@@ -61,7 +71,7 @@ RUN_SCHEMA = {
     "samples_per_s": "float, training samples per second",
     "peak_memory": "{cpu_rss_bytes: int, cuda_bytes: int|null}",
     "weight_change": "metrics.weight_change_stats of the last hidden layer's weight over all training, plus 'layer'",
-    "gate": "bool, the input gate on (naca, bp and bp-surrogate runs with --gate)",
+    "gate": "bool, the input gate on (a METHOD+gate label, or --gate / --gate-methods)",
     "gate_delta_raw": "null, or the gate's delta in the data's raw units (--gate-delta times the std of x_train)",
     "gate_by_class_eval": "null, or (with --gate) the same model evaluated "
     "on class-sorted test batches of --gate-eval-batch-size (the authors' protocol; leaks the class through the "

@@ -7,6 +7,7 @@ from typing import Optional
 
 from .. import data as tpdata
 from .methods import is_gated, resolve_batch_size, resolve_lr
+from .schema import base_method
 
 # Options that do not change what one (method, seed) run computes: which runs the study has, where and how
 # it reports, and the CPU thread count (timings only). Everything else must match for a run to be reused.
@@ -19,9 +20,11 @@ _METHOD_SETTINGS = {"ewc_lambda": ("ewc", "ewc-online"), "ewc_gamma": ("ewc-onli
 
 
 def run_settings(args, method: str, ds: tpdata.Dataset) -> dict:
-    """What a saved run must have been trained with to stand in for (method, seed) of this study (JSON values)."""
+    """What a saved run must have been trained with to stand in for (method, seed) of this study (JSON values);
+    method: a --methods label (bp+gate reads bp's options, its gate is in 'gate')."""
+    base = base_method(method)
     s = {k: v for k, v in vars(args).items()
-         if k not in _NOT_RUN_SETTINGS and method in _METHOD_SETTINGS.get(k, (method,))}
+         if k not in _NOT_RUN_SETTINGS and base in _METHOD_SETTINGS.get(k, (base,))}
     s["gate"] = is_gated(args, method)
     s["method_lr"] = resolve_lr(args, method, ds)
     s["method_batch_size"] = resolve_batch_size(args, method)

@@ -15,6 +15,7 @@ from .. import metrics as M
 from ..timing import Stopwatch, process_peak_memory, reset_process_peak
 from .methods import (GradClipper, build_model, gate_delta_raw, is_gated, last_hidden_weight, make_step,
                       resolve_batch_size, resolve_lr)
+from .schema import base_method
 
 def _progress(iterable, total, desc, quiet):
     if quiet:
@@ -197,7 +198,7 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
         view_records[name] = rec
 
     run: dict[str, Any] = {
-        "method": method, "seed": seed, "model": desc, "optimizer": opt_name, "lr": lr, "batch_size": bs,
+        "method": method, "base_method": base_method(method), "seed": seed, "model": desc, "optimizer": opt_name, "lr": lr, "batch_size": bs,
         "parameters": nparams,
         "gate": gate, "gate_delta_raw": delta_raw, **view_records,
         "restored_epochs": restored if args.restore_best else None,
@@ -217,10 +218,11 @@ def train_run(args, method: str, seed: int, ds: tpdata.Dataset, tasks: list[list
     m_in = ds.in_features
     formula = None
     if args.model == "mlp" and len(args.hidden) == 1:
-        formula = M.multiplies_formula(method, m_in, args.hidden[0], ds.num_classes)
+        formula = M.multiplies_formula(base_method(method), m_in, args.hidden[0], ds.num_classes)
     run["multiplies_per_sample"] = {
         "formula": formula,
-        "formula_text": {"naca": "max(mn,km)+max(nk,kn)", "bp": "mn+n^2+kn+nm"}.get(method) if formula else None,
+        "formula_text": {"naca": "max(mn,km)+max(nk,kn)", "bp": "mn+n^2+kn+nm"}.get(base_method(method))
+        if formula else None,
         "measured": measured,
     }
     if w0 is not None:
