@@ -1,4 +1,4 @@
-// The class-dependent expectation matrix E of NACA (ALGORITHMS.md 1.1).
+// The class-dependent expectation matrix E of NACA (docs/algorithms.md §1.1).
 // Host code, shared by every backend: E is a function of the class count only.
 #pragma once
 

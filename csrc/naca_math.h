@@ -44,7 +44,7 @@ NACA_HD T select(bool c, T a, T b) {
 // Activation of a layer, by the name the Python side passes ("tanh", ...).
 enum class Activation : int { Identity = 0, Tanh = 1, Sigmoid = 2, Relu = 3 };
 
-// The NACA modulation curve f(x) of ALGORITHMS.md 1.3. Piecewise quadratic,
+// The NACA modulation curve f(x) of docs/algorithms.md §1.3. Piecewise quadratic,
 // odd about lam (f(2 lam - x) = -f(x)): f(0) = 1, max theta at lam / 4,
 // f(lam) = 0, min -theta at 7 lam / 4. Every piece has the form a + b d^2 / lam^2:
 //   x <= lam/2:    theta - (theta - 1) (4x - lam)^2 / lam^2
@@ -120,6 +120,15 @@ NACA_HD T activation_grad(T u, Activation act, bool from_output) {
   return from_output ? activation_grad_from_output(u, act) : activation_grad(u, act);
 }
 
+// The NACA output layer's delta for one logit, from s = sigmoid(z): the error
+// e = s - onehot (is_target: this logit is the sample's class), times
+// sigmoid'(z) = s (1 - s) when sigmoid_grad (docs/algorithms.md §1.4).
+template <typename T>
+NACA_HD T output_delta(T s, bool is_target, bool sigmoid_grad) {
+  const T e = s - select(is_target, T(1), T(0));
+  return sigmoid_grad ? e * activation_grad_from_output<Activation::Sigmoid>(s) : e;
+}
+
 // A class label that indexes NI / a one-hot row: in [0, classes). The ops told not
 // to check their labels (check_labels=false) give a sample outside it a zero row
 // instead of reading out of bounds.
@@ -133,7 +142,7 @@ NACA_HD T neuromodulator_level(T ni_at_k, T ni_at_k1) {
   return (ni_at_k + ni_at_k1) / T(2);
 }
 
-// ---- Spiking networks (ALGORITHMS.md 1.5 and 2.2) ----
+// ---- Spiking networks (docs/algorithms.md §1.5 and §2.2) ----
 
 // One LIF step: V_t = decay * V_{t-1} * (1 - s_{t-1}) + I_t (hard reset) or
 // V_t = decay * (V_{t-1} - threshold * s_{t-1}) + I_t (soft reset).
@@ -196,6 +205,14 @@ NACA_HD T trace_step(T trace_prev, T spike, T decay) {
 template <typename T>
 NACA_HD T stdp_factor(T bwd, T fwd, T m, T a_plus, T a_minus) {
   return m * (a_plus * bwd - a_minus * fwd);
+}
+
+// The two factors kept apart (soft bounds weight ltp and ltd by different
+// functions of w): m G_t for ltp and m F_t for ltd, in place.
+template <typename T>
+NACA_HD void stdp_split_factors(T& bwd, T& fwd, T m) {
+  bwd = m * bwd;
+  fwd = m * fwd;
 }
 
 // One Tsodyks-Markram short-term plasticity step (time in steps) for a spike s,

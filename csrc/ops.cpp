@@ -41,7 +41,7 @@ TORCH_LIBRARY(naca, m) {
       "Tensor labels, Tensor ni, int[2] stride, int[2] padding, int[2] dilation, int groups, "
       "str activation, float lr, float lam=0.5, float theta=1.2, *, bool from_output=False, "
       "bool check_labels=True) -> ()");
-  // Spiking networks (ALGORITHMS.md 1.5, 2.2). current (T, B, N) -> spikes, voltages (T, B, N):
+  // Spiking networks (docs/algorithms.md §1.5, §2.2). current (T, B, N) -> spikes, voltages (T, B, N):
   // V_t = decay V_{t-1} (1 - s_{t-1}) + I_t (hard) or decay (V_{t-1} - threshold s_{t-1}) + I_t (soft).
   m.def(
       "lif_forward(Tensor current, float decay=0.2, float threshold=0.5, str reset=\"hard\", "
@@ -70,7 +70,7 @@ TORCH_LIBRARY(naca, m) {
       "float A=1.) -> Tensor");
   // SBP's homeostatic relaxation, elementwise: `iters` times state <- clamp(state - eps (state - drive), 0, 1).
   m.def("homeostatic_relax(Tensor state, Tensor drive, float eps=0.5, int iters=20) -> Tensor");
-  // SBP (ALGORITHMS.md 2.1) on w_in (H, I) and w_out (O, H), both (post, pre): lateral spread of the
+  // SBP (docs/algorithms.md §2.1) on w_in (H, I) and w_out (O, H), both (post, pre): lateral spread of the
   // local changes dw_*, self-backpropagated spread onto w_in (on `mask`, lambda_p), w += alpha * dW_final.
   m.def(
       "sbp_update_(Tensor(a!) w_in, Tensor(b!) w_out, Tensor dw_in, Tensor dw_out, Tensor? mask=None, "

@@ -1,11 +1,11 @@
-// SBP, self-backpropagation of synaptic modifications (ALGORITHMS.md 2.1), as
+// SBP, self-backpropagation of synaptic modifications (docs/algorithms.md §2.1), as
 // one in-place op on the two weight matrices around a hidden layer. Written
 // with ATen primitives (a few reductions and elementwise passes over the two
 // matrices, negligible next to the GEMMs that produce the local changes), so
 // the same function serves the CPU and CUDA dispatch keys.
 //
 // Orientation: every matrix is (post, pre), as nn.Linear stores weights:
-// w_in (H, I), w_out (O, H). ALGORITHMS.md writes W as (pre, post), i.e. our W^T.
+// w_in (H, I), w_out (O, H). docs/algorithms.md writes W as (pre, post), i.e. our W^T.
 #include <ATen/OpMathType.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <torch/library.h>
