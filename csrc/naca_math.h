@@ -120,6 +120,15 @@ NACA_HD T activation_grad(T u, Activation act, bool from_output) {
   return from_output ? activation_grad_from_output(u, act) : activation_grad(u, act);
 }
 
+// The NACA output layer's delta for one logit, from s = sigmoid(z): the error
+// e = s - onehot (is_target: this logit is the sample's class), times
+// sigmoid'(z) = s (1 - s) when sigmoid_grad (docs/algorithms.md §1.4).
+template <typename T>
+NACA_HD T output_delta(T s, bool is_target, bool sigmoid_grad) {
+  const T e = s - select(is_target, T(1), T(0));
+  return sigmoid_grad ? e * activation_grad_from_output<Activation::Sigmoid>(s) : e;
+}
+
 // A class label that indexes NI / a one-hot row: in [0, classes). The ops told not
 // to check their labels (check_labels=false) give a sample outside it a zero row
 // instead of reading out of bounds.
@@ -196,6 +205,14 @@ NACA_HD T trace_step(T trace_prev, T spike, T decay) {
 template <typename T>
 NACA_HD T stdp_factor(T bwd, T fwd, T m, T a_plus, T a_minus) {
   return m * (a_plus * bwd - a_minus * fwd);
+}
+
+// The two factors kept apart (soft bounds weight ltp and ltd by different
+// functions of w): m G_t for ltp and m F_t for ltd, in place.
+template <typename T>
+NACA_HD void stdp_split_factors(T& bwd, T& fwd, T m) {
+  bwd = m * bwd;
+  fwd = m * fwd;
 }
 
 // One Tsodyks-Markram short-term plasticity step (time in steps) for a spike s,

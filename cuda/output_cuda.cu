@@ -24,8 +24,7 @@ __global__ void output_delta_kernel(const scalar_t* __restrict__ z, const int64_
       continue;
     }
     const acc_t s = naca::sigmoid(static_cast<acc_t>(z[i]));
-    const acc_t e = s - (j == c ? acc_t(1) : acc_t(0));
-    o[i] = static_cast<scalar_t>(sigmoid_grad ? e * activation_grad_from_output(s, Activation::Sigmoid) : e);
+    o[i] = static_cast<scalar_t>(naca::output_delta(s, j == c, sigmoid_grad));
   }
 }
 

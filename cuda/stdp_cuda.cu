@@ -37,10 +37,12 @@ __global__ void stdp_factors_kernel(const scalar_t* __restrict__ s, const scalar
     acc_t g = 0;
     for (int64_t t = steps - 1; t >= 0; --t) {
       g = trace_step(g, static_cast<acc_t>(s[t * n + j]), dp);
-      const acc_t ft = static_cast<acc_t>(f_slot[t * row]);
+      acc_t ft = static_cast<acc_t>(f_slot[t * row]);
       if constexpr (kSplit) {
-        g_slot[t * row] = static_cast<scalar_t>(mk * g);
-        f_slot[t * row] = static_cast<scalar_t>(mk * ft);
+        acc_t gt = g;
+        stdp_split_factors(gt, ft, mk);
+        g_slot[t * row] = static_cast<scalar_t>(gt);
+        f_slot[t * row] = static_cast<scalar_t>(ft);
       } else {
         f_slot[t * row] = static_cast<scalar_t>(stdp_factor(g, ft, mk, ap, am));
       }

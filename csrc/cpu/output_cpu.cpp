@@ -23,11 +23,7 @@ at::Tensor output_delta(const at::Tensor& logits, const at::Tensor& labels, bool
     for_rows(batch, classes, [&](int64_t b, int64_t j0, int64_t j1, int64_t off) {
       scalar_t* ob = o + off;
       if (!label_in_range(y[b], classes)) return std::fill(ob + j0, ob + j1, scalar_t(0));
-      for (int64_t j = j0; j < j1; ++j) {
-        const scalar_t s = ob[j];
-        const scalar_t e = s - (j == y[b] ? scalar_t(1) : scalar_t(0));
-        ob[j] = sigmoid_grad ? e * activation_grad_from_output<Activation::Sigmoid>(s) : e;
-      }
+      for (int64_t j = j0; j < j1; ++j) ob[j] = naca::output_delta(ob[j], j == y[b], sigmoid_grad);
     });
   });
   return out;

@@ -43,8 +43,8 @@ void stdp_factors_rows(const scalar_t* __restrict__ s, const scalar_t* __restric
           g[k] = trace_step(g[k], st[k], dp);
           const scalar_t mk = kMod ? mb[k] : scalar_t(1);
           if constexpr (kSplit) {
-            gt[k] = mk * g[k];
-            ft[k] = mk * ft[k];
+            gt[k] = g[k];
+            stdp_split_factors(gt[k], ft[k], mk);
           } else {
             ft[k] = stdp_factor(g[k], ft[k], mk, ap, am);
           }

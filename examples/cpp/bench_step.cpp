@@ -1,6 +1,7 @@
 // The time of one training step of the MLP 784-1000-10 on CPU: naca::learn::NACA (in-place
 // SGD) and backprop through torch::autograd (cross-entropy, torch::optim::SGD), at batch 32 and
 // 256. Prints one line per (rule, batch): the median of --steps timed steps after 5 warm-up steps.
+// --threads N: torch::set_num_threads(N) first (default: torch's).
 #include <naca/naca.h>
 #include <torch/torch.h>
 
@@ -34,8 +35,10 @@ double time_steps(int steps, F&& step) {
 
 int main(int argc, char** argv) {
   int steps = 50;
-  for (int i = 1; i + 1 < argc; ++i)
+  for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--steps") steps = std::max(1, std::atoi(argv[i + 1]));
+    if (std::string(argv[i]) == "--threads") torch::set_num_threads(std::max(1, std::atoi(argv[i + 1])));
+  }
   std::cout << "threads " << torch::get_num_threads() << "\n";
   for (const int64_t batch : {32, 256}) {
     torch::manual_seed(0);

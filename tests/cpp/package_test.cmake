@@ -12,9 +12,14 @@
 #                    (building would compile the library a second time).
 #   MODE=torch_mismatch  the installed package found with a stand-in Torch config of another
 #                    minor version: the configure must stop, naming both versions.
+#   MODE=example     the examples/cpp project built against an installed prefix (a copy of
+#                    this build's files, no second library build), and train_fashion_mnist
+#                    run for 1 epoch on 2000 samples: both rules must beat chance by far.
+#                    Skipped when the Fashion-MNIST folder (DATA_DIR) is absent.
 #
 # Inputs (-D): MODE, SOURCE_DIR, BUILD_DIR, WORK_DIR, Torch_DIR, GENERATOR, and when set
-# CUDA_TOOLKIT_ROOT_DIR, CUDA_nvrtc_LIBRARY, PYTHON.
+# CUDA_TOOLKIT_ROOT_DIR, CUDA_nvrtc_LIBRARY, PYTHON, DATA_DIR (MODE=example; default
+# /usr/share/datasets/fashion-mnist).
 cmake_minimum_required(VERSION 3.19)
 
 foreach(var MODE SOURCE_DIR BUILD_DIR WORK_DIR Torch_DIR GENERATOR)
@@ -78,6 +83,44 @@ elseif(MODE STREQUAL "torch_mismatch")
   endif()
   message("package test (torch_mismatch): ok, the configure stopped:\n${err}")
   return()
+elseif(MODE STREQUAL "example")
+  if(NOT DATA_DIR)
+    set(DATA_DIR /usr/share/datasets/fashion-mnist)
+  endif()
+  if(NOT EXISTS ${DATA_DIR}/train-images-idx3-ubyte.gz AND NOT EXISTS ${DATA_DIR}/train-images-idx3-ubyte)
+    message("SKIPPED: no Fashion-MNIST in ${DATA_DIR} (apt-get install dataset-fashion-mnist)")
+    return()
+  endif()
+  set(prefix ${WORK_DIR}/prefix-example)
+  set(example_build ${WORK_DIR}/examples)
+  file(REMOVE_RECURSE ${prefix})
+  run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix} --component naca)
+  run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/examples/cpp -B ${example_build} -G ${GENERATOR}
+      -DCMAKE_PREFIX_PATH=${prefix} ${consumer_args})
+  run(${CMAKE_COMMAND} --build ${example_build})
+  file(REMOVE ${example_build}/model.pt)
+  execute_process(
+    COMMAND ${example_build}/train_fashion_mnist --data ${DATA_DIR} --epochs 1 --train-subset 2000
+            --out ${example_build}/model.pt
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message("${out}${err}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "package test (example): train_fashion_mnist failed (${rc})")
+  endif()
+  # Chance is 0.1; one epoch on 2000 samples reaches about 0.55 (NACA) and 0.7 (BP).
+  foreach(rule NACA BP)
+    if(NOT out MATCHES "\n${rule}: test accuracy ([0-9.]+), ([0-9.]+) s/epoch")
+      message(FATAL_ERROR "package test (example): no '${rule}: test accuracy ...' line in the output")
+    endif()
+    if(NOT CMAKE_MATCH_1 GREATER 0.3)
+      message(FATAL_ERROR "package test (example): ${rule} test accuracy ${CMAKE_MATCH_1}, expected > 0.3")
+    endif()
+  endforeach()
+  if(NOT EXISTS ${example_build}/model.pt)
+    message(FATAL_ERROR "package test (example): train_fashion_mnist wrote no model to ${example_build}/model.pt")
+  endif()
+  message("package test (example): ok")
+  return()
 elseif(MODE STREQUAL "subdirectory")
   file(REMOVE_RECURSE ${consumer_build})
   run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/cpp/consumer -B ${consumer_build} -G ${GENERATOR}
@@ -85,7 +128,7 @@ elseif(MODE STREQUAL "subdirectory")
   message("package test (subdirectory): configured")
   return()
 else()
-  message(FATAL_ERROR "package_test.cmake: MODE=${MODE}: expected installed, pip, subdirectory or torch_mismatch")
+  message(FATAL_ERROR "package_test.cmake: MODE=${MODE}: expected installed, pip, subdirectory, torch_mismatch or example")
 endif()
 
 message("package test (${MODE}): CMAKE_PREFIX_PATH=${prefix}")

@@ -51,6 +51,24 @@ TEST(Modulation, CurveAtLandmarks) {
   }
 }
 
+TEST(OutputDelta, ErrorTimesSigmoidDerivative) {
+  // s = sigmoid(z) = 0.7: target e = -0.3, other e = 0.7; sigmoid' = 0.7 * 0.3 = 0.21.
+  EXPECT_NEAR(naca::output_delta(0.7, true, true), -0.3 * 0.21, 1e-15);
+  EXPECT_NEAR(naca::output_delta(0.7, false, true), 0.7 * 0.21, 1e-15);
+  EXPECT_NEAR(naca::output_delta(0.7, true, false), -0.3, 1e-15);
+  EXPECT_NEAR(naca::output_delta(0.7, false, false), 0.7, 1e-15);
+  EXPECT_EQ(naca::output_delta(1.0f, true, true), 0.0f);
+}
+
+TEST(Stdp, SplitFactorsScaleBothTracesByTheModulation) {
+  double g = 2.0, f = 3.0;
+  naca::stdp_split_factors(g, f, 0.5);
+  EXPECT_EQ(g, 1.0);
+  EXPECT_EQ(f, 1.5);
+  // Kept apart they give stdp_factor's combination: a+ (m G) - a- (m F).
+  EXPECT_DOUBLE_EQ(0.2 * g - 0.1 * f, naca::stdp_factor(2.0, 3.0, 0.5, 0.2, 0.1));
+}
+
 // The CPU op evaluates the curve branch-free (one division per element, SIMD
 // clones); on x86-64 (no FMA contraction) it must round exactly as the branchy
 // scalar math the CUDA kernels use.
