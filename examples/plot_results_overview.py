@@ -7,7 +7,8 @@ results.json files under examples/results/.
 
 Left panel: studies without the input gate, evaluated on mixed test batches. Right panel: studies with
 the gate, evaluated the authors' way (class-sorted test batches, through which the gate sees the class;
-README, "Why the gate is off by default"). A study may pool several folders run with the same settings
+docs/studies.md, the evaluation views). Bottom panel: the studies of every method in one study (NACA and
+BP with and without the gate, the continual-learning baselines), each class's test set on its own. A study may pool several folders run with the same settings
 and other seeds (the authors' ANN loop: seeds 0-2 and 3-9). Folders that are missing are left out with
 a note, so the script also runs on a checkout that holds only some of them.
 """
@@ -23,7 +24,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (label, folders, metric): metric "mixed" reads run["class_incremental"]["mean_acc_after_last"],
-# "sorted" reads run["gate_by_class_eval"]["mean_acc_after_last"].
+# "sorted" reads run["gate_by_class_eval"]["mean_acc_after_last"], "per-class" run["per_class_eval"][...].
 STUDIES = [
     ("MLP, 5 tasks x 2 classes", ["class_incremental_fashion"], "mixed"),
     ("MLP, 10 tasks x 1 class", ["class_incremental_fashion_1class"], "mixed"),
@@ -40,15 +41,21 @@ STUDIES = [
     ("authors' SNN, batch 256 (all 60k)", ["class_incremental_fashion_snn_1class_gate_authors_full"], "sorted"),
     ("authors' SNN loop (10k samples)", ["class_incremental_fashion_snn_1class_gate_authors_loop"], "sorted"),
     ("authors' SNN loop (all 60k)", ["class_incremental_fashion_snn_1class_gate_authors_loop_full"], "sorted"),
+    ("every method, 5 x 2 (5 epochs/task)", ["class_incremental_fashion_baselines_2class"], "per-class"),
+    ("every method, 10 x 1 (5 epochs/task)", ["class_incremental_fashion_baselines_1class"], "per-class"),
 ]
 METHOD_STYLE = {  # method -> (label, colour)
     "bp": ("BP", "tab:blue"), "bp-surrogate": ("BPTT (surrogate)", "tab:cyan"), "naca": ("NACA", "tab:red"),
     "sbp": ("SBP", "tab:green"), "sbp-local": ("SBP without spread", "tab:olive"),
+    "bp+gate": ("BP + gate", "navy"), "naca+gate": ("NACA + gate", "darkred"),
+    "ewc": ("EWC", "tab:purple"), "ewc-online": ("online EWC", "plum"), "si": ("SI", "tab:brown"),
+    "lwf": ("LwF", "tab:pink"), "replay": ("replay", "tab:gray"),
 }
 
 
 def run_metric(run: dict, metric: str):
-    block = run["class_incremental"] if metric == "mixed" else run["gate_by_class_eval"]
+    block = {"mixed": run.get("class_incremental"), "sorted": run.get("gate_by_class_eval"),
+             "per-class": run.get("per_class_eval")}[metric]
     return None if not block else block.get("mean_acc_after_last")
 
 
@@ -85,9 +92,11 @@ def plot(rows: list[dict], out: str) -> None:
     import matplotlib.pyplot as plt
 
     panels = [("mixed", "without the gate: mixed test batches"),
-              ("sorted", "with the gate: class-sorted test batches (the authors' protocol)")]
+              ("sorted", "with the gate: class-sorted test batches (the authors' protocol)"),
+              ("per-class", "every method in one study: each class's test set alone (the authors' evaluation)")]
+    panels = [pm for pm in panels if any(r["metric"] == pm[0] for r in rows)]
     heights = [max(1, sum(len(r["methods"]) for r in rows if r["metric"] == m)) for m, _ in panels]
-    fig, axes = plt.subplots(2, 1, figsize=(9, 1.2 + 0.32 * sum(heights) + 1.5),
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.2 + 0.32 * sum(heights) + 1.5),
                              gridspec_kw={"height_ratios": heights})
     seen_methods = set()
     for ax, (metric, title) in zip(axes, panels):
@@ -116,9 +125,9 @@ def plot(rows: list[dict], out: str) -> None:
     from matplotlib.patches import Patch
 
     handles = [Patch(color=c, alpha=0.75, label=n) for m, (n, c) in METHOD_STYLE.items() if m in seen_methods]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
     fig.suptitle("Class-incremental studies (examples/results): mean +- std over seeds, dots = seeds", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.98))
     fig.savefig(out, dpi=120)
     plt.close(fig)
 

@@ -56,6 +56,7 @@ def test_results_overview_plot(tmp_path):
     assert png.stat().st_size > 10000
     assert "authors' ANN loop, 10 class orders [sorted]: BP 73.29, NACA 68.45" in out
     assert "MLP, 10 tasks x 1 class [mixed]: BP 10.00, NACA 10.00" in out
+    assert "every method, 10 x 1 (5 epochs/task) [per-class]: NACA + gate 82.63, NACA 10.00, BP + gate 82.55" in out
     sys.path.insert(0, os.path.join(ROOT, "examples"))
     try:
         import plot_results_overview as ov
