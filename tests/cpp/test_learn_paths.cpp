@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 #include <functional>
 #include <limits>
 #include <string>
@@ -22,32 +24,9 @@ using naca::nn::NACASpikingLinearImpl;
 using naca::nn::NACASpikingLinearOptions;
 using SpikingO = naca::models::SpikingMLPOptions;
 
-// Runs f, which must throw a c10::Error whose message holds every one of `parts`.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    return;
-  }
-  ADD_FAILURE() << "no c10::Error thrown";
-}
-
-std::vector<torch::Tensor> snapshot(const torch::nn::Module& m) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : m.parameters()) out.push_back(p.detach().clone());
-  for (const auto& b : m.buffers()) out.push_back(b.detach().clone());
-  return out;
-}
-
-bool unchanged(const torch::nn::Module& m, const std::vector<torch::Tensor>& before) {
-  const auto now = snapshot(m);
-  if (now.size() != before.size()) return false;
-  for (size_t i = 0; i < now.size(); ++i)
-    if (!torch::equal(now[i], before[i])) return false;
-  return true;
-}
+using naca_test::expect_error;
+using naca_test::snapshot;
+using naca_test::unchanged;
 
 // The BernoulliEncoder(T = 4, seed 0) -> hidden (6 -> 5) -> output (5 -> 3) -> SpikeRate network.
 torch::nn::Sequential small_snn(const SpikingO& o = SpikingO()) {

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_support.h"
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -22,32 +24,9 @@ using naca::nn::NACALinearOptions;
 using naca::nn::NACAOutput;
 using naca::nn::NACAOutputOptions;
 
-// Runs f, which must throw a c10::Error whose message holds every one of `parts`.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-    return;
-  }
-  ADD_FAILURE() << "no c10::Error thrown";
-}
-
-std::vector<torch::Tensor> snapshot(const torch::nn::Module& m) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : m.parameters()) out.push_back(p.detach().clone());
-  for (const auto& b : m.buffers()) out.push_back(b.detach().clone());
-  return out;
-}
-
-bool unchanged(const torch::nn::Module& m, const std::vector<torch::Tensor>& before) {
-  const auto now = snapshot(m);
-  if (now.size() != before.size()) return false;
-  for (size_t i = 0; i < now.size(); ++i)
-    if (!torch::equal(now[i], before[i])) return false;
-  return true;
-}
+using naca_test::expect_error;
+using naca_test::snapshot;
+using naca_test::unchanged;
 
 torch::nn::Sequential small_mlp(int64_t seed = 0) {
   torch::manual_seed(seed);
