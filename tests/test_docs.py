@@ -50,6 +50,16 @@ def is_record(path: str) -> bool:
     return path.startswith("examples/results/") and path.endswith(".log")
 
 
+def product_texts():
+    """(path, text) of every tracked text file that is not a raw log (binary files skipped)."""
+    for path in tracked_files():
+        if is_record(path) or not (ROOT / path).is_file():
+            continue
+        text = read_text(ROOT / path)
+        if text is not None:
+            yield path, text
+
+
 def read_text(path: Path) -> str | None:
     """The file's text, or None for a binary file (NUL byte or not UTF-8)."""
     data = path.read_bytes()
@@ -115,13 +125,7 @@ def test_operators_md_is_generated_and_current():
 def test_no_history_phrases_or_outside_spec_citations():
     """No tracked text file (logs under examples/results/ aside) speaks of the project's history or
     cites the spec outside the repository."""
-    bad = []
-    for path in tracked_files():
-        if is_record(path) or not (ROOT / path).is_file():
-            continue
-        text = read_text(ROOT / path)
-        if text is not None:
-            bad += [f"{path}:{no}: {phrase!r}" for no, phrase in forbidden_phrases(text)]
+    bad = [f"{path}:{no}: {phrase!r}" for path, text in product_texts() for no, phrase in forbidden_phrases(text)]
     assert not bad, "state the present fact instead (and cite docs/algorithms.md §x.y):\n" + "\n".join(bad)
 
 
@@ -129,13 +133,8 @@ def test_spec_citations_name_existing_sections():
     """Every `docs/algorithms.md §x.y` in the tracked text names a heading of docs/algorithms.md."""
     sections = spec_sections((ROOT / "docs" / "algorithms.md").read_text(encoding="utf-8"))
     assert {"1", "1.1", "2.1", "3"} <= sections, sorted(sections)
-    bad = []
-    for path in tracked_files():
-        if is_record(path) or not (ROOT / path).is_file():
-            continue
-        text = read_text(ROOT / path)
-        if text is not None:
-            bad += [f"{path}:{no}: §{s}" for no, s in spec_citations(text) if s not in sections]
+    bad = [f"{path}:{no}: §{s}" for path, text in product_texts() for no, s in spec_citations(text)
+           if s not in sections]
     assert not bad, "citations of sections docs/algorithms.md does not have:\n" + "\n".join(bad)
 
 
